@@ -1,0 +1,64 @@
+# Kiln — the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+KILN := $(VENV)/bin/kiln
+PYTEST := $(VENV)/bin/pytest
+
+.PHONY: help venv system-deps k8s deps lint crds crds-check unit component e2e test demo dev-up dev-down dev-status bench clean
+
+help:
+	@echo "make demo    bring up the local cluster and run Kiln's story on it"
+	@echo "make test    lint + unit + component + e2e (brings the cluster up itself)"
+	@echo "make dev-up | dev-down | dev-status    the local cluster alone"
+
+$(VENV)/.installed: pyproject.toml
+	scripts/bootstrap-venv.sh
+
+venv: $(VENV)/.installed
+
+system-deps:
+	scripts/install-system-deps.sh
+
+k8s:
+	scripts/build-k8s.sh
+
+deps: venv system-deps k8s
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/mypy
+
+crds: venv
+	$(PY) -m kiln.api.crdgen
+
+unit: venv
+	$(PYTEST) -m unit -q
+
+component: venv
+	$(PYTEST) -m component -q
+
+e2e: deps
+	$(PYTEST) -m e2e -q
+
+# The whole suite: static checks, then every tier. The e2e tier starts the local cluster
+# (or uses $$KUBECONFIG when KILN_E2E_USE_KUBECONFIG=1) and tears it down afterwards.
+test: deps lint
+	$(PYTEST) -q --durations=15
+
+demo: deps
+	scripts/demo.sh
+
+dev-up: deps
+	$(KILN) dev up
+
+dev-down: venv
+	$(KILN) dev down
+
+dev-status: venv
+	$(KILN) dev status
+
+clean: dev-down
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

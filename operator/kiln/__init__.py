@@ -1,0 +1,1 @@
+"""Kiln: the machine-learning lifecycle as Kubernetes resources."""

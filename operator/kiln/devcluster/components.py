@@ -1,0 +1,175 @@
+"""Command lines of the control-plane components (pure: paths in, argv out)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from kiln.devcluster import config
+from kiln.devcluster.config import ClusterPaths
+
+
+def apiserver_url() -> str:
+    return f"https://127.0.0.1:{config.APISERVER_PORT}"
+
+
+def etcd(bin_dir: Path, paths: ClusterPaths) -> list[str]:
+    client = f"http://127.0.0.1:{config.ETCD_CLIENT_PORT}"
+    peer = f"http://127.0.0.1:{config.ETCD_PEER_PORT}"
+    return [
+        str(bin_dir / "etcd"),
+        "--name=kiln",
+        f"--data-dir={paths.etcd_data}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=kiln={peer}",
+        "--listen-metrics-urls=http://127.0.0.1:2381",
+        # A throwaway dev cluster: durability across power loss is not worth fsync latency.
+        "--unsafe-no-fsync",
+        "--log-level=warn",
+    ]
+
+
+def apiserver(bin_dir: Path, paths: ClusterPaths) -> list[str]:
+    pki = paths.pki
+    return [
+        str(bin_dir / "kube-apiserver"),
+        f"--etcd-servers=http://127.0.0.1:{config.ETCD_CLIENT_PORT}",
+        "--bind-address=0.0.0.0",
+        f"--secure-port={config.APISERVER_PORT}",
+        # Pods reach the API through the `kubernetes` Service, whose endpoint is this address.
+        f"--advertise-address={config.GATEWAY_IP}",
+        f"--tls-cert-file={pki / 'apiserver.crt'}",
+        f"--tls-private-key-file={pki / 'apiserver.key'}",
+        f"--client-ca-file={pki / 'ca.crt'}",
+        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+        f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--service-account-issuer=https://kubernetes.default.svc.{config.CLUSTER_DOMAIN}",
+        f"--service-account-key-file={pki / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki / 'sa.key'}",
+        f"--service-cluster-ip-range={config.SERVICE_CIDR}",
+        "--authorization-mode=Node,RBAC",
+        # PodSecurity, ServiceAccount, ... are on by default; NodeRestriction limits the
+        # node agent to its own Node and pods, as on a real node.
+        "--enable-admission-plugins=NodeRestriction",
+        # Privileged pods must reach Pod Security admission (which rejects them in a
+        # `restricted` namespace) rather than be refused wholesale by this flag.
+        "--allow-privileged=true",
+        "--profiling=false",
+        "--event-ttl=2h",
+        "--v=1",
+    ]
+
+
+def controller_manager(bin_dir: Path, paths: ClusterPaths) -> list[str]:
+    pki = paths.pki
+    kubeconfig = paths.kubeconfig_for("controller-manager")
+    return [
+        str(bin_dir / "kube-controller-manager"),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        f"--service-account-private-key-file={pki / 'sa.key'}",
+        f"--root-ca-file={pki / 'ca.crt'}",
+        f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+        f"--cluster-signing-key-file={pki / 'ca.key'}",
+        "--use-service-account-credentials=true",
+        f"--service-cluster-ip-range={config.SERVICE_CIDR}",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        "--secure-port=10257",
+        "--v=1",
+    ]
+
+
+def scheduler(bin_dir: Path, paths: ClusterPaths) -> list[str]:
+    kubeconfig = paths.kubeconfig_for("scheduler")
+    return [
+        str(bin_dir / "kube-scheduler"),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        "--secure-port=10259",
+        "--v=1",
+    ]
+
+
+def kube_proxy(bin_dir: Path, paths: ClusterPaths) -> list[str]:
+    return [
+        str(bin_dir / "kube-proxy"),
+        f"--kubeconfig={paths.kubeconfig_for('kube-proxy')}",
+        f"--hostname-override={config.NODE_NAME}",
+        "--proxy-mode=iptables",
+        f"--cluster-cidr={config.POD_CIDR}",
+        # Pods share one bridge; without br_netfilter a reply from a backend pod to a client
+        # pod would bypass the host's conntrack. Masquerading every service hop makes the
+        # reply come back through the host, so ClusterIPs work pod-to-pod too.
+        "--masquerade-all",
+        "--bind-address=127.0.0.1",
+        "--healthz-bind-address=127.0.0.1:10256",
+        "--metrics-bind-address=127.0.0.1:10249",
+        # Leave the host's conntrack table size alone.
+        "--conntrack-max-per-core=0",
+        "--v=1",
+    ]
+
+
+def node_agent(paths: ClusterPaths) -> list[str]:
+    pki = paths.pki
+    return [
+        _venv_program("kiln-node-agent"),
+        "run",
+        f"--kubeconfig={paths.kubeconfig_for('node-agent')}",
+        f"--node-name={config.NODE_NAME}",
+        f"--state-dir={paths.node_state}",
+        f"--bridge={config.BRIDGE}",
+        f"--pod-cidr={config.POD_CIDR}",
+        f"--node-ip={config.GATEWAY_IP}",
+        f"--port={config.NODE_AGENT_PORT}",
+        f"--tls-cert={pki / 'kubelet-serving.crt'}",
+        f"--tls-key={pki / 'kubelet-serving.key'}",
+        f"--client-ca={pki / 'ca.crt'}",
+    ]
+
+
+def prometheus(paths: ClusterPaths) -> list[str]:
+    return [
+        shutil.which("prometheus") or "/usr/bin/prometheus",
+        f"--config.file={paths.root / 'prometheus.yml'}",
+        f"--storage.tsdb.path={paths.prometheus_data}",
+        f"--web.listen-address={config.GATEWAY_IP}:{config.PROMETHEUS_PORT}",
+        "--web.enable-lifecycle",
+        "--storage.tsdb.retention.time=1d",
+        "--log.level=warn",
+    ]
+
+
+def seaweedfs(paths: ClusterPaths) -> list[str]:
+    return [
+        _venv_program("weed"),
+        "server",
+        f"-dir={paths.s3_data}",
+        f"-ip={config.GATEWAY_IP}",
+        f"-ip.bind={config.GATEWAY_IP}",
+        "-s3",
+        f"-s3.port={config.S3_PORT}",
+        f"-s3.config={paths.root / 's3.json'}",
+        "-master.port=9333",
+        "-volume.port=8080",
+        "-filer.port=8888",
+        "-master.volumeSizeLimitMB=64",
+        "-volume.max=16",
+    ]
+
+
+def _venv_program(name: str) -> str:
+    """A console script installed beside the running interpreter (the project's venv)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else (shutil.which(name) or name)

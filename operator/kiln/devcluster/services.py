@@ -1,0 +1,106 @@
+"""Configuration of the cluster's add-on services: Prometheus and the S3 store (pure)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from kiln.devcluster import config
+
+SCRAPE_INTERVAL = "5s"
+
+
+def prometheus_config(pki_dir: Path, apiserver_url: str) -> str:
+    """Prometheus discovers pods through this cluster's API, as a real install would.
+
+    Pods opt in with the conventional annotations `prometheus.io/scrape: "true"`,
+    `prometheus.io/port` and `prometheus.io/path`; their labels become series labels.
+    """
+    k8s_sd = {
+        "role": "pod",
+        "api_server": apiserver_url,
+        "tls_config": {
+            "ca_file": str(pki_dir / "ca.crt"),
+            "cert_file": str(pki_dir / "prometheus.crt"),
+            "key_file": str(pki_dir / "prometheus.key"),
+        },
+    }
+    ann = "__meta_kubernetes_pod_annotation_prometheus_io_"
+    relabel = [
+        {"source_labels": [f"{ann}scrape"], "action": "keep", "regex": "true"},
+        {"source_labels": ["__meta_kubernetes_pod_phase"], "action": "keep", "regex": "Running"},
+        {
+            "source_labels": ["__address__", f"{ann}port"],
+            "action": "replace",
+            "regex": r"([^:]+)(?::\d+)?;(\d+)",
+            "replacement": "$1:$2",
+            "target_label": "__address__",
+        },
+        {
+            "source_labels": [f"{ann}path"],
+            "action": "replace",
+            "regex": "(.+)",
+            "target_label": "__metrics_path__",
+        },
+        {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_(.+)"},
+        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+    ]
+    doc = {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+        "scrape_configs": [
+            {
+                "job_name": "kubernetes-pods",
+                "kubernetes_sd_configs": [k8s_sd],
+                "relabel_configs": relabel,
+            },
+            {
+                "job_name": "prometheus",
+                "static_configs": [{"targets": [f"{config.GATEWAY_IP}:{config.PROMETHEUS_PORT}"]}],
+            },
+        ],
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    access_key: str
+    secret_key: str
+
+    @classmethod
+    def generate(cls) -> S3Credentials:
+        return cls("kiln" + secrets.token_hex(8), secrets.token_urlsafe(30))
+
+    @classmethod
+    def load(cls, path: Path) -> S3Credentials:
+        ident = json.loads(path.read_text())["identities"][0]["credentials"][0]
+        return cls(ident["accessKey"], ident["secretKey"])
+
+
+def seaweedfs_s3_config(creds: S3Credentials) -> str:
+    """SeaweedFS S3 identities: one admin key, so anonymous access is refused."""
+    return json.dumps(
+        {
+            "identities": [
+                {
+                    "name": "kiln",
+                    "credentials": [{"accessKey": creds.access_key, "secretKey": creds.secret_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        },
+        indent=2,
+    )
+
+
+def s3_endpoint() -> str:
+    return f"http://{config.GATEWAY_IP}:{config.S3_PORT}"
+
+
+def prometheus_url() -> str:
+    return f"http://{config.GATEWAY_IP}:{config.PROMETHEUS_PORT}"

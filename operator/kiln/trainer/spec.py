@@ -1,0 +1,138 @@
+"""The job description ``kiln-train`` receives as JSON in ``KILN_TRAIN_SPEC``.
+
+The operator's pod builder serialises exactly this model (``TrainSpec.model_dump_json(
+by_alias=True)``); keys are camelCase. See docs/trainer.md for the schema with examples.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from kiln.store import join_uri
+
+DatasetFormat = Literal["csv", "parquet"]
+
+CLASSIFICATION_METRICS = (
+    "accuracy",
+    "f1_macro",
+    "precision_macro",
+    "recall_macro",
+    "roc_auc",
+    "log_loss",
+)
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+MetricName = Literal[
+    "accuracy",
+    "f1_macro",
+    "precision_macro",
+    "recall_macro",
+    "roc_auc",
+    "log_loss",
+    "rmse",
+    "mae",
+    "r2",
+]
+
+_SUFFIX_FORMATS: dict[str, DatasetFormat] = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class DatasetSpec(_Model):
+    uri: str = Field(description="s3://bucket/key, file:///path (a mounted PVC) or https://…")
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^(sha256:)?[0-9a-fA-F]{64}$",
+        description="Pinned digest of the exact bytes; training fails on a mismatch.",
+    )
+    format: DatasetFormat | None = Field(
+        default=None, description="csv | parquet; inferred from the URI suffix when absent."
+    )
+    target: str = Field(min_length=1, description="Column to predict.")
+    features: list[str] | None = Field(
+        default=None, description="Feature columns; all columns but target/sensitive when absent."
+    )
+    sensitive_column: str | None = Field(
+        default=None,
+        description="Column whose groups are compared for the fairness gap; left out of the "
+        "default features (list it in features to train on it).",
+    )
+
+    @model_validator(mode="after")
+    def _target_not_a_feature(self) -> DatasetSpec:
+        if self.features is not None and self.target in self.features:
+            raise ValueError(f"target column {self.target!r} must not be listed in features")
+        return self
+
+    @model_validator(mode="after")
+    def _format_known(self) -> DatasetSpec:
+        self.resolved_format()
+        return self
+
+    def resolved_format(self) -> DatasetFormat:
+        if self.format is not None:
+            return self.format
+        path = self.uri.split("?", 1)[0].split("#", 1)[0]
+        suffixes = [s.lower() for s in PurePosixPath(path).suffixes]
+        # data.csv.gz style names: look at every suffix, nearest first.
+        for suffix in reversed(suffixes):
+            if suffix in _SUFFIX_FORMATS:
+                return _SUFFIX_FORMATS[suffix]
+        raise ValueError(
+            f"cannot infer the dataset format from {self.uri!r}: set format to csv or parquet"
+        )
+
+
+class EvaluationSpec(_Model):
+    test_size: float = Field(default=0.2, gt=0.0, lt=1.0, description="Fraction held out.")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Split and estimator seed.")
+    metrics: list[MetricName] = Field(
+        default_factory=list,
+        description="Metrics to report; empty means every metric for the task. The first "
+        "is the primary metric (used for the fairness gap).",
+    )
+
+
+class OutputSpec(_Model):
+    uri: str = Field(description="Artifact prefix: s3://bucket/prefix or file:///path.")
+
+    @field_validator("uri")
+    @classmethod
+    def _writable_scheme(cls, value: str) -> str:
+        if not value.startswith(("s3://", "file:///")):
+            raise ValueError("output.uri must start with s3:// or file:///")
+        return value
+
+
+class RunIdentity(_Model):
+    namespace: str = Field(min_length=1)
+    training_job: str = Field(min_length=1)
+    number: int = Field(ge=1, description="Run number of the TrainingJob, 1-based.")
+
+
+class TrainSpec(_Model):
+    model: str = Field(min_length=1, description="Registry name of the model.")
+    estimator: str = Field(description="Dotted path, e.g. sklearn.ensemble.RandomForestClassifier.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    dataset: DatasetSpec
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    output: OutputSpec
+    run: RunIdentity
+
+    def artifact_prefix(self) -> str:
+        """``<output>/<namespace>/<trainingjob>/run-<N>`` without a trailing slash."""
+        return join_uri(
+            self.output.uri, self.run.namespace, self.run.training_job, f"run-{self.run.number}"
+        )

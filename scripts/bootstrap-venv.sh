@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Creates .venv with the project and every extra installed (idempotent; re-run when pyproject changes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv with $PY"
+  "$PY" -m venv .venv
+fi
+echo "==> installing kiln and its extras into .venv (pip)"
+.venv/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
+.venv/bin/python -m pip install --disable-pip-version-check --progress-bar off -q -e '.[operator,trainer,server,devcluster,dev]'
+touch .venv/.installed
+echo "==> .venv ready"
