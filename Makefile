@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 KILN := $(VENV)/bin/kiln
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: help venv system-deps k8s deps lint crds crds-check unit component e2e test demo dev-up dev-down dev-status bench clean
+.PHONY: help venv system-deps tools deps lint crds crds-check unit component e2e test demo dev-up dev-down dev-status bench clean
 
 help:
 	@echo "make demo    bring up the local cluster and run Kiln's story on it"
@@ -21,10 +21,10 @@ venv: $(VENV)/.installed
 system-deps:
 	scripts/install-system-deps.sh
 
-k8s:
-	scripts/build-k8s.sh
+tools:
+	scripts/build-tools.sh
 
-deps: venv system-deps k8s
+deps: venv system-deps tools
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests bench

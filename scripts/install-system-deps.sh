@@ -3,7 +3,7 @@
 set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in iproute2 iptables conntrack prometheus wrk util-linux procps ca-certificates; do
+for pkg in iproute2 iptables conntrack wrk util-linux procps ca-certificates; do
   have "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -eq 0 ]; then echo "==> Debian packages present"; exit 0; fi

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from kiln.api.common import DNS_LABEL_PATTERN, MAX_NAME_LENGTH, SHA256_PATTERN
-from kiln.api.metrics import FAIRNESS_METRICS, KNOWN_METRICS
+from kiln.api.metrics import KNOWN_METRICS
 
 
 def _known_metric(name: str) -> str:
@@ -16,22 +16,10 @@ def _known_metric(name: str) -> str:
     return name
 
 
-def _fairness_metric(name: str) -> str:
-    if name not in FAIRNESS_METRICS:
-        raise ValueError(f"unknown fairness metric {name!r}; known: {', '.join(FAIRNESS_METRICS)}")
-    return name
-
-
 MetricName = Annotated[
     str,
     AfterValidator(_known_metric),
     Field(json_schema_extra={"enum": list(KNOWN_METRICS)}),
-]
-
-FairnessMetricName = Annotated[
-    str,
-    AfterValidator(_fairness_metric),
-    Field(json_schema_extra={"enum": list(FAIRNESS_METRICS)}),
 ]
 
 # Model names become part of ModelVersion names (`<model>-v<N>`) and label values (<= 63),

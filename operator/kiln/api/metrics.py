@@ -1,7 +1,8 @@
 """The metric names Kiln knows, and which way is better for each.
 
-The trainer reports metrics under these names, the registration policy gates on them and
-the CRD rejects any other name at `kubectl apply` time.
+The trainer (`kiln.trainer.metrics`) reports metrics under exactly these names, the
+registration policy gates on them, and the CRD rejects any other name at `kubectl apply`
+time. A unit test keeps this list and the trainer's in step.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ Direction = Literal["higherIsBetter", "lowerIsBetter"]
 
 CLASSIFICATION_METRICS: dict[str, Direction] = {
     "accuracy": "higherIsBetter",
-    "balanced_accuracy": "higherIsBetter",
-    "precision": "higherIsBetter",
-    "recall": "higherIsBetter",
-    "f1": "higherIsBetter",
+    "f1_macro": "higherIsBetter",
+    "precision_macro": "higherIsBetter",
+    "recall_macro": "higherIsBetter",
     "roc_auc": "higherIsBetter",
     "log_loss": "lowerIsBetter",
 }
@@ -23,18 +23,12 @@ CLASSIFICATION_METRICS: dict[str, Direction] = {
 REGRESSION_METRICS: dict[str, Direction] = {
     "r2": "higherIsBetter",
     "mae": "lowerIsBetter",
-    "mse": "lowerIsBetter",
     "rmse": "lowerIsBetter",
-    "mape": "lowerIsBetter",
 }
 
 METRIC_DIRECTIONS: dict[str, Direction] = {**CLASSIFICATION_METRICS, **REGRESSION_METRICS}
 
 KNOWN_METRICS: tuple[str, ...] = tuple(sorted(METRIC_DIRECTIONS))
-
-# Fairness compares one metric across the groups of a sensitive column. Besides the quality
-# metrics, the share of positive predictions per group (demographic parity) is available.
-FAIRNESS_METRICS: tuple[str, ...] = tuple(sorted((*METRIC_DIRECTIONS, "selection_rate")))
 
 
 def higher_is_better(metric: str) -> bool:

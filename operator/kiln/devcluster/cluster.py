@@ -263,11 +263,11 @@ class Cluster:
             for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
             if not (self.bin_dir / b).exists()
         ]
+        if not config.prometheus_bin().exists():
+            missing.append(str(config.prometheus_bin()))
         if missing:
-            raise ClusterError(
-                f"missing {', '.join(missing)} in {self.bin_dir}: run `make k8s` to build them"
-            )
-        for tool in ("ip", "iptables", "prometheus"):
+            raise ClusterError(f"missing {', '.join(missing)}: run `make tools` to build them")
+        for tool in ("ip", "iptables"):
             if not shutil.which(tool):
                 raise ClusterError(f"{tool} not found: run `make system-deps`")
 

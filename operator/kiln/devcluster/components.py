@@ -141,7 +141,7 @@ def node_agent(paths: ClusterPaths) -> list[str]:
 
 def prometheus(paths: ClusterPaths) -> list[str]:
     return [
-        shutil.which("prometheus") or "/usr/bin/prometheus",
+        str(config.prometheus_bin()),
         f"--config.file={paths.root / 'prometheus.yml'}",
         f"--storage.tsdb.path={paths.prometheus_data}",
         f"--web.listen-address={config.GATEWAY_IP}:{config.PROMETHEUS_PORT}",

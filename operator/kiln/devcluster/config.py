@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 K8S_VERSION = "1.37.2"
+# The Go module version of Prometheus (tools/prometheus/go.mod); v0.316.0 is Prometheus 3.16.
+PROMETHEUS_MODULE_VERSION = "v0.316.0"
 
 NODE_NAME = "kiln-node"
 BRIDGE = "kiln0"
@@ -37,6 +39,10 @@ def cache_root() -> Path:
 
 def k8s_bin_dir() -> Path:
     return cache_root() / f"k8s-v{K8S_VERSION}" / "bin"
+
+
+def prometheus_bin() -> Path:
+    return cache_root() / f"prometheus-{PROMETHEUS_MODULE_VERSION}" / "bin" / "prometheus"
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,16 @@ def _pid_file(pids_dir: Path, name: str) -> Path:
 
 
 def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    # A process in the middle of execve() briefly shows an empty cmdline: retry a little.
+    for _ in range(20):
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return []
+        if raw:
+            return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+        time.sleep(0.01)
+    return []
 
 
 def _is_zombie(pid: int) -> bool:

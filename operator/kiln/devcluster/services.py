@@ -47,8 +47,16 @@ def prometheus_config(pki_dir: Path, apiserver_url: str) -> str:
             "target_label": "__metrics_path__",
         },
         {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_(.+)"},
-        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+        {
+            "source_labels": ["__meta_kubernetes_namespace"],
+            "action": "replace",
+            "target_label": "namespace",
+        },
+        {
+            "source_labels": ["__meta_kubernetes_pod_name"],
+            "action": "replace",
+            "target_label": "pod",
+        },
     ]
     doc = {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},

@@ -1,0 +1,224 @@
+"""TrainingJob + run/attempt -> the training Pod manifest (a plain dict, pure).
+
+The pod passes Pod Security `restricted`, is owned by its TrainingJob (garbage-collected
+with it), gets S3 credentials from a Secret by reference only, and receives its job
+description as JSON in `KILN_TRAIN_SPEC` (the schema of `kiln.trainer.spec.TrainSpec`).
+The trainer reports back through the termination message; `FallbackToLogsOnError` keeps
+the tail of the log there when it crashed before writing one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from kiln.api.common import API_VERSION
+from kiln.api.training_job import TrainingJob, TrainingJobSpec
+from kiln.core.lineage import params_hash
+from kiln.core.registry import (
+    MODEL_LABEL,
+    RUN_LABEL,
+    TRAINING_JOB_LABEL,
+    TRAINING_JOB_UID_LABEL,
+    label_value,
+)
+from kiln.core.training import pod_name
+
+ATTEMPT_LABEL = "kiln.dev/attempt"
+PARAMS_HASH_ANNOTATION = "kiln.dev/params-hash"
+TRAIN_SPEC_ENV = "KILN_TRAIN_SPEC"
+TRAINER_CONTAINER = "trainer"
+TRAINER_COMMAND = ["kiln-train"]
+TRAINER_USER_ID = 1000
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+
+
+def _kiln_version() -> str:
+    try:
+        return metadata.version("kiln")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+DEFAULT_TRAINER_IMAGE = f"kiln/trainer:{_kiln_version()}"
+
+
+class PodBuildError(ValueError):
+    """The TrainingJob cannot be turned into a pod as it stands (a Stalled condition)."""
+
+
+@dataclass(frozen=True)
+class TrainerDefaults:
+    """Operator configuration that fills what a TrainingJob leaves out."""
+
+    image: str = DEFAULT_TRAINER_IMAGE
+    output_uri: str | None = None
+    s3_endpoint: str | None = None
+    image_pull_policy: str = "IfNotPresent"
+
+
+def train_spec(job: TrainingJob, run: int, defaults: TrainerDefaults) -> dict[str, Any]:
+    """The JSON document the trainer reads from KILN_TRAIN_SPEC (camelCase keys)."""
+    spec = job.spec
+    output_uri = spec.output.uri or defaults.output_uri
+    if not output_uri:
+        raise PodBuildError(
+            "spec.output.uri is not set and the operator has no default artifact location"
+        )
+    document: dict[str, Any] = {
+        "model": spec.model,
+        "params": spec.params,
+        "dataset": spec.dataset.to_wire(),
+        "evaluation": {
+            "testSize": spec.evaluation.test_size,
+            "seed": spec.evaluation.seed,
+            "metrics": evaluation_metrics(spec),
+        },
+        "output": {"uri": output_uri},
+        "run": {
+            "namespace": job.metadata.namespace or "default",
+            "trainingJob": job.metadata.name or "",
+            "number": run,
+        },
+    }
+    if spec.estimator is not None:
+        document["estimator"] = spec.estimator
+    return document
+
+
+def evaluation_metrics(spec: TrainingJobSpec) -> list[str]:
+    """The metric list, with the fairness gate's metric first.
+
+    The trainer measures fairness on its primary metric (the first one), so the gate's
+    metric must lead for the gate to have something to check.
+    """
+    metrics = list(spec.evaluation.metrics)
+    fairness = spec.registration.fairness
+    if fairness is None:
+        return metrics
+    return [fairness.metric, *(m for m in metrics if m != fairness.metric)]
+
+
+def _environment(job: TrainingJob, run: int, defaults: TrainerDefaults) -> list[dict[str, Any]]:
+    spec = job.spec
+    env: list[dict[str, Any]] = [
+        {"name": TRAIN_SPEC_ENV, "value": json.dumps(train_spec(job, run, defaults))},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    endpoint = spec.output.s3_endpoint or defaults.s3_endpoint
+    if endpoint:
+        env.append({"name": "AWS_ENDPOINT_URL", "value": endpoint})
+    secret = spec.output.credentials_secret_ref
+    if secret is not None:
+        for variable, key in (
+            ("AWS_ACCESS_KEY_ID", secret.access_key_id_key),
+            ("AWS_SECRET_ACCESS_KEY", secret.secret_access_key_key),
+        ):
+            env.append(
+                {
+                    "name": variable,
+                    "valueFrom": {"secretKeyRef": {"name": secret.name, "key": key}},
+                }
+            )
+    return env
+
+
+def _resources(spec: TrainingJobSpec) -> dict[str, Any]:
+    if spec.resources is None:
+        return {}
+    return spec.resources.to_wire()
+
+
+def training_pod(
+    job: TrainingJob,
+    run: int,
+    attempt: int,
+    defaults: TrainerDefaults,
+    active_deadline_seconds: int | None = None,
+) -> dict[str, Any]:
+    """The Pod for one attempt of one run. Deterministic: same inputs, same manifest."""
+    name = job.metadata.name
+    uid = job.metadata.uid
+    if not name or not uid:
+        raise PodBuildError("the TrainingJob has no name or uid yet")
+    spec = job.spec
+    job_label = label_value(name)
+    labels = {
+        TRAINING_JOB_LABEL: job_label,
+        TRAINING_JOB_UID_LABEL: uid,
+        RUN_LABEL: str(run),
+        ATTEMPT_LABEL: str(attempt),
+        MODEL_LABEL: spec.model,
+        "app.kubernetes.io/name": "kiln-trainer",
+        "app.kubernetes.io/instance": job_label,
+        "app.kubernetes.io/component": "training",
+        "app.kubernetes.io/part-of": "kiln",
+        "app.kubernetes.io/managed-by": "kiln",
+    }
+    container: dict[str, Any] = {
+        "name": TRAINER_CONTAINER,
+        "image": spec.image or defaults.image,
+        "imagePullPolicy": defaults.image_pull_policy,
+        "command": list(spec.command) if spec.command else list(TRAINER_COMMAND),
+        "env": _environment(job, run, defaults),
+        "resources": _resources(spec),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "runAsUser": TRAINER_USER_ID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            {"name": v.name, "mountPath": v.mount_path, "readOnly": v.read_only}
+            for v in spec.volumes
+        ],
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": TRAINER_USER_ID,
+            "runAsGroup": TRAINER_USER_ID,
+            "fsGroup": TRAINER_USER_ID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [
+            {
+                "name": v.name,
+                "persistentVolumeClaim": {"claimName": v.claim_name, "readOnly": v.read_only},
+            }
+            for v in spec.volumes
+        ],
+    }
+    if active_deadline_seconds is not None:
+        pod_spec["activeDeadlineSeconds"] = active_deadline_seconds
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(name, run, attempt),
+            "namespace": job.metadata.namespace or "default",
+            "labels": labels,
+            "annotations": {PARAMS_HASH_ANNOTATION: params_hash(spec.params)},
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "TrainingJob",
+                    "name": name,
+                    "uid": uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": pod_spec,
+    }

@@ -1,0 +1,440 @@
+"""The training state machine: pod observations in, the next step of a run out.
+
+One TrainingJob run is a sequence of attempts, one pod each, like a batch/v1 Job:
+a failed attempt is retried after an exponential backoff (10 s · 2^n, capped at 5 min) up
+to `backoffLimit` retries; `activeDeadlineSeconds` bounds the whole run; a pod deleted by
+someone else counts as a failed attempt. Failures the trainer knows to be permanent
+(invalid params, a digest mismatch…) end the run at once, since a retry cannot fix them.
+
+Everything here is pure: the adapter lists the run's pods, turns each into a
+`PodObservation`, calls `decide_run` and carries out the returned action.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from kiln.api.common import KilnModel
+from kiln.api.model_version import Artifact, FairnessReport, InputSchema
+from kiln.api.training_job import RunRecord, TrainingPhase
+
+# --- reasons (condition reasons and Events) ---------------------------------------------
+DATASET_UNAVAILABLE = "DatasetUnavailable"
+INVALID_PARAMS = "InvalidParams"
+INTEGRITY_ERROR = "IntegrityError"
+BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+DEADLINE_EXCEEDED = "DeadlineExceeded"
+POD_DELETED = "PodDeleted"
+TRAINER_FAILED = "TrainerFailed"
+OUT_OF_MEMORY = "OOMKilled"
+INVALID_RESULT = "InvalidResult"
+POD_EVICTED = "Evicted"
+SUCCEEDED = "Succeeded"
+
+# The trainer's exit codes (kiln.trainer.errors.Reason): (reason, retryable). The exit code
+# still tells why when the termination message is lost.
+TRAINER_EXIT_CODES: dict[int, tuple[str, bool]] = {
+    1: ("InternalError", True),
+    2: ("InvalidSpec", False),
+    3: (DATASET_UNAVAILABLE, True),
+    4: (INTEGRITY_ERROR, False),
+    5: ("InvalidDataset", False),
+    6: ("InvalidEstimator", False),
+    7: (INVALID_PARAMS, False),
+    8: ("TrainingFailed", False),
+    9: ("UploadFailed", True),
+}
+
+BACKOFF_BASE_SECONDS = 10
+BACKOFF_CAP_SECONDS = 300
+
+# Pod names double as hostnames (63 chars); label values have the same limit.
+MAX_POD_NAME_LENGTH = 63
+NAME_HASH_LENGTH = 8
+
+
+# --- the trainer's report ---------------------------------------------------------------
+
+
+class DatasetDigest(KilnModel):
+    uri: str
+    sha256: str
+    rows: int | None = None
+
+
+class TrainerSuccess(KilnModel):
+    """The termination message of a successful run (kiln.trainer.run.train)."""
+
+    ok: Literal[True]
+    artifact: Artifact
+    metrics: dict[str, float] = Field(default_factory=dict)
+    dataset: DatasetDigest
+    versions: dict[str, str] = Field(default_factory=dict)
+    input_schema: InputSchema = Field(default_factory=InputSchema)
+    fairness: FairnessReport | None = None
+    estimator: str | None = None
+    params: dict[str, Any] | None = None
+    report_uri: str | None = None
+    truncated: bool = False
+
+
+class TrainerFailure(KilnModel):
+    """The termination message of a run that knows why it failed."""
+
+    ok: Literal[False]
+    reason: str
+    message: str = ""
+    exit_code: int | None = None
+    retryable: bool = True
+
+
+def parse_termination_message(text: str | None) -> TrainerSuccess | TrainerFailure | None:
+    """The trainer's report, or None when the message is absent or not a report.
+
+    With `terminationMessagePolicy: FallbackToLogsOnError` a crashed trainer leaves the
+    tail of its log there instead: that is None, not an exception.
+    """
+    if not text:
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    try:
+        if document.get("ok") is True:
+            return TrainerSuccess.model_validate(document)
+        if document.get("ok") is False:
+            return TrainerFailure.model_validate(document)
+    except ValidationError:
+        return None
+    return None
+
+
+# --- observations -----------------------------------------------------------------------
+
+PodPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
+
+
+@dataclass(frozen=True)
+class ContainerTermination:
+    """The trainer container's `state.terminated`."""
+
+    exit_code: int
+    reason: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class PodObservation:
+    """What the adapter saw of one attempt's pod."""
+
+    name: str
+    attempt: int
+    phase: PodPhase
+    terminated: ContainerTermination | None = None
+    # status.reason of the pod, e.g. DeadlineExceeded or Evicted.
+    reason: str | None = None
+    message: str | None = None
+    # Gone from the apiserver, or deletionTimestamp set by someone other than the operator.
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """An attempt's state as the training state machine sees it."""
+
+    state: Literal["Pending", "Running", "Succeeded", "Failed"]
+    reason: str = ""
+    message: str = ""
+    retryable: bool = False
+    result: TrainerSuccess | None = None
+
+
+def attempt_outcome(pod: PodObservation) -> AttemptOutcome:
+    """Classify one attempt from its pod."""
+    if pod.deleted and pod.phase not in ("Succeeded", "Failed"):
+        return AttemptOutcome(
+            "Failed", POD_DELETED, f"pod {pod.name} was deleted before it finished", True
+        )
+    if pod.phase in ("Pending", "Unknown"):
+        return AttemptOutcome("Pending")
+    if pod.phase == "Running":
+        return AttemptOutcome("Running")
+    report = parse_termination_message(pod.terminated.message if pod.terminated else None)
+    if pod.phase == "Succeeded":
+        if isinstance(report, TrainerSuccess):
+            return AttemptOutcome("Succeeded", SUCCEEDED, "training finished", result=report)
+        return AttemptOutcome(
+            "Failed",
+            INVALID_RESULT,
+            f"pod {pod.name} succeeded without a valid report in its termination message",
+            retryable=False,
+        )
+    return _failed_outcome(pod, report)
+
+
+def _failed_outcome(
+    pod: PodObservation, report: TrainerSuccess | TrainerFailure | None
+) -> AttemptOutcome:
+    if pod.reason == DEADLINE_EXCEEDED:
+        return AttemptOutcome(
+            "Failed", DEADLINE_EXCEEDED, pod.message or "the pod exceeded its deadline", False
+        )
+    if isinstance(report, TrainerFailure):
+        return AttemptOutcome("Failed", report.reason, report.message, report.retryable)
+    terminated = pod.terminated
+    if terminated is None:
+        reason = POD_EVICTED if pod.reason == POD_EVICTED else TRAINER_FAILED
+        return AttemptOutcome("Failed", reason, pod.message or f"pod {pod.name} failed", True)
+    if terminated.reason == OUT_OF_MEMORY:
+        return AttemptOutcome(
+            "Failed", OUT_OF_MEMORY, "the trainer ran out of memory (raise resources.limits)", True
+        )
+    reason, retryable = TRAINER_EXIT_CODES.get(terminated.exit_code, (TRAINER_FAILED, True))
+    detail = _last_line(terminated.message) or f"exit code {terminated.exit_code}"
+    return AttemptOutcome("Failed", reason, detail, retryable)
+
+
+def _last_line(text: str | None) -> str:
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip()[:1024] if lines else ""
+
+
+# --- names ------------------------------------------------------------------------------
+
+
+def bounded_name(base: str, suffix: str = "", limit: int = MAX_POD_NAME_LENGTH) -> str:
+    """`<base><suffix>`, with base shortened and made unique by a hash when too long."""
+    if len(base) + len(suffix) <= limit:
+        return base + suffix
+    digest = hashlib.sha256(base.encode()).hexdigest()[:NAME_HASH_LENGTH]
+    keep = limit - len(suffix) - NAME_HASH_LENGTH - 1
+    head = base[:keep].rstrip("-.")
+    return f"{head}-{digest}{suffix}"
+
+
+def pod_name(training_job: str, run: int, attempt: int) -> str:
+    """Deterministic pod name `<tj>-<run>-<attempt>`: a retried create finds the same pod."""
+    return bounded_name(training_job, f"-{run}-{attempt}")
+
+
+# --- retry and deadline -----------------------------------------------------------------
+
+
+def backoff_delay(failed_attempts: int) -> timedelta:
+    """Wait before the next attempt after `failed_attempts` (>= 1) failures, like a Job."""
+    exponent = max(failed_attempts - 1, 0)
+    seconds = BACKOFF_CAP_SECONDS if exponent >= 5 else BACKOFF_BASE_SECONDS * 2**exponent
+    return timedelta(seconds=min(seconds, BACKOFF_CAP_SECONDS))
+
+
+def deadline(start: datetime, active_deadline_seconds: int | None) -> datetime | None:
+    if active_deadline_seconds is None:
+        return None
+    return start + timedelta(seconds=active_deadline_seconds)
+
+
+# --- the decision -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    backoff_limit: int
+    active_deadline_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class CreatePod:
+    name: str
+    attempt: int
+    # Time left until the run's deadline, for the pod's own activeDeadlineSeconds.
+    active_deadline_seconds: int | None
+
+
+@dataclass(frozen=True)
+class DeletePod:
+    name: str
+
+
+@dataclass(frozen=True)
+class RegisterModel:
+    """Create the ModelVersion for this run's result."""
+
+    result: TrainerSuccess
+
+
+Action = CreatePod | DeletePod | RegisterModel
+
+
+@dataclass(frozen=True)
+class RunDecision:
+    run: RunRecord
+    actions: list[Action] = field(default_factory=list)
+    requeue_after: timedelta | None = None
+    # Set when the run's phase changed: (reason, message) for an Event and the conditions.
+    event: tuple[str, str] | None = None
+
+
+TERMINAL_PHASES: frozenset[TrainingPhase] = frozenset({"Succeeded", "Failed"})
+
+
+def decide_run(
+    training_job: str,
+    run: RunRecord,
+    pods: list[PodObservation],
+    policy: RetryPolicy,
+    now: datetime,
+) -> RunDecision:
+    """The next step of one run, given every pod of that run the adapter could see.
+
+    Idempotent: called again with the same inputs it returns the same decision, and a pod
+    that exists although the status does not record it (the operator died between the
+    create and the status write) is adopted instead of created twice.
+    """
+    if run.phase in TERMINAL_PHASES:
+        return RunDecision(run)
+    start = run.start_time or now
+    run = replace_run(run, start_time=start)
+    latest_attempt = max([run.attempts, *(p.attempt for p in pods)])
+    current = next((p for p in pods if p.attempt == latest_attempt), None)
+    if latest_attempt > run.attempts:
+        run = replace_run(run, attempts=latest_attempt, pod=current.name if current else run.pod)
+
+    run_deadline = deadline(start, policy.active_deadline_seconds)
+    if run_deadline is not None and now >= run_deadline:
+        actions: list[Action] = []
+        if current is not None and current.phase in ("Pending", "Running", "Unknown"):
+            actions.append(DeletePod(current.name))
+        return _finish(
+            run,
+            "Failed",
+            DEADLINE_EXCEEDED,
+            f"the run exceeded activeDeadlineSeconds={policy.active_deadline_seconds}",
+            now,
+            actions,
+        )
+
+    if latest_attempt == 0:
+        return _create_attempt(training_job, run, 1, run_deadline, now)
+
+    observed = current or PodObservation(
+        name=run.pod or pod_name(training_job, run.run, latest_attempt),
+        attempt=latest_attempt,
+        phase="Unknown",
+        deleted=True,
+    )
+    outcome = attempt_outcome(observed)
+    if outcome.state in ("Pending", "Running"):
+        phase: TrainingPhase = "Running" if outcome.state == "Running" else "Pending"
+        changed = phase != run.phase
+        event = (phase, f"attempt {latest_attempt} is {phase.lower()}") if changed else None
+        return RunDecision(
+            replace_run(run, phase=phase),
+            requeue_after=_until(run_deadline, now),
+            event=event,
+        )
+    if outcome.state == "Succeeded":
+        assert outcome.result is not None
+        finished = _finish(run, "Succeeded", SUCCEEDED, "training finished", now, [])
+        return RunDecision(finished.run, [RegisterModel(outcome.result)], event=finished.event)
+    return _after_failure(training_job, run, outcome, policy, run_deadline, now)
+
+
+def _after_failure(
+    training_job: str,
+    run: RunRecord,
+    outcome: AttemptOutcome,
+    policy: RetryPolicy,
+    run_deadline: datetime | None,
+    now: datetime,
+) -> RunDecision:
+    summary = f"attempt {run.attempts} failed: {outcome.reason}: {outcome.message}"
+    if not outcome.retryable:
+        return _finish(run, "Failed", outcome.reason, summary, now, [])
+    if run.attempts > policy.backoff_limit:
+        return _finish(
+            run,
+            "Failed",
+            BACKOFF_LIMIT_EXCEEDED,
+            f"{run.attempts} attempts failed (backoffLimit={policy.backoff_limit}); last {summary}",
+            now,
+            [],
+        )
+    if run.next_attempt_time is None:
+        delay = backoff_delay(run.attempts)
+        return RunDecision(
+            replace_run(
+                run,
+                phase="Pending",
+                next_attempt_time=now + delay,
+                reason=outcome.reason,
+                message=summary,
+            ),
+            requeue_after=delay,
+            event=("Retrying", f"{summary}; retrying in {int(delay.total_seconds())}s"),
+        )
+    if now < run.next_attempt_time:
+        wait = run.next_attempt_time - now
+        until_deadline = _until(run_deadline, now)
+        if until_deadline is not None:
+            wait = min(wait, until_deadline)
+        return RunDecision(run, requeue_after=wait)
+    return _create_attempt(training_job, run, run.attempts + 1, run_deadline, now)
+
+
+def _create_attempt(
+    training_job: str,
+    run: RunRecord,
+    attempt: int,
+    run_deadline: datetime | None,
+    now: datetime,
+) -> RunDecision:
+    name = pod_name(training_job, run.run, attempt)
+    remaining = None
+    if run_deadline is not None:
+        remaining = max(int((run_deadline - now).total_seconds()), 1)
+    return RunDecision(
+        replace_run(run, phase="Pending", attempts=attempt, pod=name, next_attempt_time=None),
+        [CreatePod(name, attempt, remaining)],
+        requeue_after=_until(run_deadline, now),
+        event=("AttemptStarted", f"created pod {name} for attempt {attempt}"),
+    )
+
+
+def _finish(
+    run: RunRecord,
+    phase: TrainingPhase,
+    reason: str,
+    message: str,
+    now: datetime,
+    actions: list[Action],
+) -> RunDecision:
+    return RunDecision(
+        replace_run(
+            run,
+            phase=phase,
+            reason=None if phase == "Succeeded" else reason,
+            message=message,
+            completion_time=now,
+            next_attempt_time=None,
+        ),
+        actions,
+        event=(reason, message),
+    )
+
+
+def _until(moment: datetime | None, now: datetime) -> timedelta | None:
+    return None if moment is None else max(moment - now, timedelta(0))
+
+
+def replace_run(run: RunRecord, **changes: Any) -> RunRecord:
+    """A copy of the run record with the given fields changed."""
+    return run.model_copy(update=changes)

@@ -1,0 +1,211 @@
+"""Running one container attempt through the monitor (`shim.py`) and stopping it.
+
+Per container the agent keeps a directory with the monitor's spec, the `state.json` /
+`exit.json` it writes, the termination-log file bound into the container, and the log of
+the current and the previous attempt (what `kubectl logs [--previous]` serves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kiln.devcluster.nodeagent import procscan
+
+SHIM = Path(__file__).resolve().with_name("shim.py")
+
+
+@dataclass
+class ContainerDir:
+    path: Path
+
+    @property
+    def spec(self) -> Path:
+        return self.path / "spec.json"
+
+    @property
+    def state(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def exit(self) -> Path:
+        return self.path / "exit.json"
+
+    @property
+    def record(self) -> Path:
+        return self.path / "record.json"
+
+    @property
+    def termination_log(self) -> Path:
+        return self.path / "termination-log"
+
+    @property
+    def scratch(self) -> Path:
+        return self.path / "scratch"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "current.log"
+
+    @property
+    def previous_log(self) -> Path:
+        return self.path / "previous.log"
+
+    def prepare_attempt(self) -> None:
+        """Fresh files for a new attempt; the last attempt's log becomes `previous`."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.scratch.mkdir(exist_ok=True)
+        for stale in (self.state, self.exit):
+            stale.unlink(missing_ok=True)
+        if self.log.exists():
+            os.replace(self.log, self.previous_log)
+        self.termination_log.write_bytes(b"")
+        self.termination_log.chmod(0o666)  # any runAsUser may write its message
+
+    def read_json(self, path: Path) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+            return data
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+
+def read_json_file(path: Path) -> dict[str, Any] | None:
+    return ContainerDir(path.parent).read_json(path)
+
+
+@dataclass
+class Attempt:
+    """One running container process, started by us or adopted after an agent restart."""
+
+    pid: int
+    monitor_pid: int
+    started_at: str
+    exited: asyncio.Event
+
+    def signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self.pid, sig)
+
+
+class StartFailed(Exception):
+    pass
+
+
+async def start_attempt(directory: ContainerDir, spec: dict[str, Any]) -> Attempt:
+    """Spawn the monitor; returns once the container process has exec'd."""
+    full_spec = {
+        **spec,
+        "scratch": str(directory.scratch),
+        "stateFile": str(directory.state),
+        "exitFile": str(directory.exit),
+        "logFile": str(directory.log),
+    }
+    directory.spec.write_text(json.dumps(full_spec))
+    with open(directory.path / "monitor.log", "ab") as monitor_log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-S", str(SHIM), str(directory.spec),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=monitor_log,
+            start_new_session=True,
+            env={},
+        )  # fmt: skip
+    assert process.stdout is not None
+    line = (await process.stdout.readline()).decode().strip()
+    exited = asyncio.Event()
+    if not line.startswith("started "):
+        await process.wait()
+        raise StartFailed(line.removeprefix("failed ") or "container monitor died during start")
+
+    async def reap() -> None:
+        await process.wait()
+        exited.set()
+
+    state = directory.read_json(directory.state) or {}
+    attempt = Attempt(int(line.split()[1]), process.pid, state.get("startedAt", ""), exited)
+    attempt_task = asyncio.get_running_loop().create_task(reap())
+    _background.add(attempt_task)
+    attempt_task.add_done_callback(_background.discard)
+    return attempt
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def adopt_attempt(directory: ContainerDir) -> Attempt | None:
+    """The attempt a previous agent left running, if its monitor is still alive."""
+    state = directory.read_json(directory.state)
+    if state is None or directory.exit.exists():
+        return None
+    monitor_pid = int(state["monitorPid"])
+    if not procscan.is_same_process(int(state["pid"]), state.get("pidStartTicks")):
+        return None
+    if procscan.start_ticks(monitor_pid) is None:
+        return None
+    exited = asyncio.Event()
+    try:
+        pidfd = os.pidfd_open(monitor_pid)
+    except ProcessLookupError:
+        return None
+    loop = asyncio.get_running_loop()
+
+    def on_exit() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        exited.set()
+
+    loop.add_reader(pidfd, on_exit)
+    return Attempt(int(state["pid"]), monitor_pid, state.get("startedAt", ""), exited)
+
+
+async def stop_attempt(attempt: Attempt, grace_seconds: float) -> None:
+    """SIGTERM, then SIGKILL after the grace period, like a runtime's StopContainer."""
+    if attempt.exited.is_set():
+        return
+    attempt.signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(attempt.exited.wait(), timeout=max(grace_seconds, 0.0))
+        return
+    except asyncio.TimeoutError:
+        pass
+    attempt.signal(signal.SIGKILL)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(attempt.exited.wait(), timeout=10)
+
+
+async def exec_in_container(
+    attempt: Attempt,
+    argv: list[str],
+    env: dict[str, str],
+    uid: int,
+    gid: int,
+    timeout: float,
+) -> tuple[int, bytes]:
+    """Run a command in the container's namespaces and root (exec probes, preStop)."""
+    process = await asyncio.create_subprocess_exec(
+        "nsenter", "-t", str(attempt.pid), "-n", "-m", "-u", "-i", "-r", "-w",
+        "-S", str(uid), "-G", str(gid), "--", *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=timeout)
+    except asyncio.TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+        return -1, b"timeout"
+    return process.returncode or 0, output

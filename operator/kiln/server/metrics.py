@@ -1,0 +1,298 @@
+"""Prometheus metrics of the model server, labelled with model, version and track.
+
+The hot path only touches plain Python ints and appends arrays to a list; the
+per-feature sums and the prediction distribution are folded in batches (and at scrape
+time), and the text exposition is rendered only when Prometheus asks. Worker processes
+of one server each keep their own `ServingMetrics` and publish a `MetricsSnapshot`
+that the scraped worker merges, so the exposition covers the whole pod.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+PREDICTION_VALUE_BUCKETS: tuple[float, ...] = (
+    -1000.0, -100.0, -10.0, -1.0, 0.0, 1.0, 10.0, 100.0, 1000.0,
+)  # fmt: skip
+_FOLD_AFTER_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class MetricLabels:
+    model: str
+    version: str
+    track: str
+
+    def names(self) -> list[str]:
+        return ["model", "version", "track"]
+
+    def values(self) -> list[str]:
+        return [self.model, self.version, self.track]
+
+
+@dataclass
+class MetricsSnapshot:
+    """Plain, mergeable totals (what a worker publishes for the others to add up)."""
+
+    requests_by_code: dict[int, int] = field(default_factory=dict)
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
+    rows: int = 0
+    class_counts: list[int] = field(default_factory=list)
+    value_counts: list[int] = field(default_factory=list)
+    value_sum: float = 0.0
+    feature_count: int = 0
+    feature_sum: list[float] = field(default_factory=list)
+    feature_sum_squares: list[float] = field(default_factory=list)
+
+    def merge(self, other: MetricsSnapshot) -> None:
+        for code, count in other.requests_by_code.items():
+            self.requests_by_code[code] = self.requests_by_code.get(code, 0) + count
+        self.latency_counts = _add(self.latency_counts, other.latency_counts)
+        self.latency_sum += other.latency_sum
+        self.rows += other.rows
+        self.class_counts = _add(self.class_counts, other.class_counts)
+        self.value_counts = _add(self.value_counts, other.value_counts)
+        self.value_sum += other.value_sum
+        self.feature_count += other.feature_count
+        self.feature_sum = _add(self.feature_sum, other.feature_sum)
+        self.feature_sum_squares = _add(self.feature_sum_squares, other.feature_sum_squares)
+
+
+def _add(left: list[Any], right: list[Any]) -> list[Any]:
+    if not left:
+        return list(right)
+    if not right:
+        return left
+    return [a + b for a, b in zip(left, right, strict=True)]
+
+
+class ServingMetrics:
+    """Counts one worker's inference traffic; `snapshot()` gives its totals."""
+
+    def __init__(self, labels: MetricLabels) -> None:
+        self.labels = labels
+        self._requests_by_code: dict[int, int] = {}
+        self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._latency_sum = 0.0
+        self._rows = 0
+        self._feature_names: tuple[str, ...] = ()
+        self._class_labels: tuple[str, ...] | None = None
+        self._pending_features: list[np.ndarray] = []
+        self._pending_indices: list[np.ndarray] = []
+        self._pending_values: list[np.ndarray] = []
+        self._pending_rows = 0
+        self._feature_count = 0
+        self._feature_sum = np.zeros(0)
+        self._feature_sum_squares = np.zeros(0)
+        self._class_counts = np.zeros(0, dtype=np.int64)
+        self._value_counts = np.zeros(len(PREDICTION_VALUE_BUCKETS) + 1, dtype=np.int64)
+        self._value_sum = 0.0
+
+    def configure_model(
+        self, feature_names: Sequence[str], class_labels: Sequence[str] | None
+    ) -> None:
+        """Called once the model is loaded: fixes the feature and class label sets."""
+        self._feature_names = tuple(feature_names)
+        self._class_labels = tuple(class_labels) if class_labels is not None else None
+        self._feature_sum = np.zeros(len(self._feature_names))
+        self._feature_sum_squares = np.zeros(len(self._feature_names))
+        self._class_counts = np.zeros(len(self._class_labels or ()), dtype=np.int64)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self._feature_names
+
+    @property
+    def class_labels(self) -> tuple[str, ...] | None:
+        return self._class_labels
+
+    def observe_request(self, status: int, seconds: float) -> None:
+        self._requests_by_code[status] = self._requests_by_code.get(status, 0) + 1
+        self._latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._latency_sum += seconds
+
+    def observe_rows(
+        self, features: np.ndarray, class_indices: np.ndarray | None, values: np.ndarray
+    ) -> None:
+        """Record a predicted batch; the statistics are folded later, in bulk."""
+        self._rows += features.shape[0]
+        self._pending_features.append(features)
+        if class_indices is not None:
+            self._pending_indices.append(class_indices)
+        elif values.dtype.kind in "iuf":
+            self._pending_values.append(values)
+        self._pending_rows += features.shape[0]
+        if self._pending_rows >= _FOLD_AFTER_ROWS:
+            self._fold()
+
+    def _fold(self) -> None:
+        if self._pending_features:
+            stacked = np.concatenate(self._pending_features)
+            self._feature_count += stacked.shape[0]
+            self._feature_sum += stacked.sum(axis=0)
+            self._feature_sum_squares += np.square(stacked).sum(axis=0)
+            self._pending_features.clear()
+        if self._pending_indices:
+            indices = np.concatenate(self._pending_indices)
+            self._class_counts += np.bincount(indices, minlength=len(self._class_counts))
+            self._pending_indices.clear()
+        if self._pending_values:
+            values = np.concatenate(self._pending_values).astype(np.float64).ravel()
+            positions = np.searchsorted(PREDICTION_VALUE_BUCKETS, values, side="left")
+            self._value_counts += np.bincount(positions, minlength=len(self._value_counts))
+            self._value_sum += float(values.sum())
+            self._pending_values.clear()
+        self._pending_rows = 0
+
+    def snapshot(self) -> MetricsSnapshot:
+        self._fold()
+        return MetricsSnapshot(
+            requests_by_code=dict(self._requests_by_code),
+            latency_counts=list(self._latency_counts),
+            latency_sum=self._latency_sum,
+            rows=self._rows,
+            class_counts=[int(c) for c in self._class_counts],
+            value_counts=[int(c) for c in self._value_counts] if self._class_labels is None else [],
+            value_sum=self._value_sum,
+            feature_count=self._feature_count,
+            feature_sum=[float(v) for v in self._feature_sum],
+            feature_sum_squares=[float(v) for v in self._feature_sum_squares],
+        )
+
+
+class _SnapshotCollector:
+    def __init__(self, source: ExpositionSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        yield from metric_families(
+            self._source.labels,
+            self._source.feature_names(),
+            self._source.class_labels(),
+            self._source.merged_snapshot(),
+            self._source.is_ready(),
+        )
+
+
+class ExpositionSource(Protocol):
+    """What a scrape needs: labels, the model's names, the merged totals and readiness."""
+
+    labels: MetricLabels
+
+    def feature_names(self) -> Sequence[str]: ...
+
+    def class_labels(self) -> Sequence[str] | None: ...
+
+    def merged_snapshot(self) -> MetricsSnapshot: ...
+
+    def is_ready(self) -> bool: ...
+
+
+def render(source: ExpositionSource) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(source))
+    return generate_latest(registry)
+
+
+def metric_families(
+    labels: MetricLabels,
+    feature_names: Sequence[str],
+    class_labels: Sequence[str] | None,
+    snapshot: MetricsSnapshot,
+    ready: bool,
+) -> Iterable[Metric]:
+    names, values = labels.names(), labels.values()
+
+    ready_gauge = GaugeMetricFamily(
+        "kiln_model_ready", "1 when the model is loaded and serving", labels=names
+    )
+    ready_gauge.add_metric(values, 1.0 if ready else 0.0)
+    yield ready_gauge
+
+    requests = CounterMetricFamily(
+        "kiln_inference_requests",
+        "Inference requests by HTTP status code",
+        labels=[*names, "code"],
+    )
+    for code, requests_count in sorted(snapshot.requests_by_code.items()):
+        requests.add_metric([*values, str(code)], requests_count)
+    yield requests
+
+    latency = HistogramMetricFamily(
+        "kiln_inference_request_duration_seconds",
+        "Time from a fully received inference request to its response being written",
+        labels=names,
+    )
+    latency.add_metric(values, _cumulative(LATENCY_BUCKETS, snapshot.latency_counts),
+                       snapshot.latency_sum)  # fmt: skip
+    yield latency
+
+    rows = CounterMetricFamily("kiln_inference_rows", "Rows (instances) predicted", labels=names)
+    rows.add_metric(values, snapshot.rows)
+    yield rows
+
+    if class_labels is not None:
+        predictions = CounterMetricFamily(
+            "kiln_predictions", "Predicted rows by class", labels=[*names, "class"]
+        )
+        for label, class_count in zip(class_labels, snapshot.class_counts, strict=False):
+            predictions.add_metric([*values, label], class_count)
+        yield predictions
+    elif snapshot.value_counts:
+        histogram = HistogramMetricFamily(
+            "kiln_prediction_value", "Distribution of predicted values", labels=names
+        )
+        histogram.add_metric(values, _cumulative(PREDICTION_VALUE_BUCKETS, snapshot.value_counts),
+                             snapshot.value_sum)  # fmt: skip
+        yield histogram
+
+    count = CounterMetricFamily(
+        "kiln_feature_values", "Observed values per input feature", labels=[*names, "feature"]
+    )
+    total = GaugeMetricFamily(
+        "kiln_feature_value_sum", "Sum of observed values per feature", labels=[*names, "feature"]
+    )
+    squares = GaugeMetricFamily(
+        "kiln_feature_value_sum_squares",
+        "Sum of squared observed values per feature",
+        labels=[*names, "feature"],
+    )
+    for index, feature in enumerate(feature_names):
+        count.add_metric([*values, feature], snapshot.feature_count)
+        if index < len(snapshot.feature_sum):
+            total.add_metric([*values, feature], snapshot.feature_sum[index])
+            squares.add_metric([*values, feature], snapshot.feature_sum_squares[index])
+    yield count
+    yield total
+    yield squares
+
+
+def _cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[str, float]]:
+    buckets: list[tuple[str, float]] = []
+    running = 0
+    for bound, bucket_count in zip(bounds, counts, strict=False):
+        running += bucket_count
+        buckets.append((_bound_text(bound), running))
+    running += counts[len(bounds)] if len(counts) > len(bounds) else 0
+    buckets.append(("+Inf", running))
+    return buckets
+
+
+def _bound_text(bound: float) -> str:
+    return repr(float(bound))

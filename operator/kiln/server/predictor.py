@@ -1,0 +1,191 @@
+"""Turn a fitted estimator into a predictor with a fast path where it is exactly equivalent.
+
+scikit-learn's `predict` spends most of a single-row call on input validation
+(`validate_data`, namespace dispatch, feature-name checks). The server has already
+validated the matrix (shape, float64, finite), so for linear models whose `predict` is
+the stock scikit-learn implementation the decision function is computed here with the
+same numpy expression scikit-learn uses; the unit tests pin equality with
+`estimator.predict`. Every other estimator is called as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model._base import (
+    LinearClassifierMixin,
+    LinearModel,
+    MultiOutputLinearModel,
+)
+
+from kiln.server.protocol import PREDICT_OUTPUT, PROBA_OUTPUT, InputSchema, OutputTensor
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """Predicted values for N rows; `class_indices` positions them in `classes` (classifiers)."""
+
+    values: np.ndarray
+    class_indices: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Predictor:
+    estimator: Any
+    schema: InputSchema
+    predict_datatype: str
+    classes: tuple[str, ...] | None  # label strings, for metrics
+    predict: Callable[[np.ndarray], Prediction]
+    fast_path: bool
+
+    @property
+    def available_outputs(self) -> frozenset[str]:
+        outputs = {PREDICT_OUTPUT}
+        if hasattr(self.estimator, "predict_proba"):
+            outputs.add(PROBA_OUTPUT)
+        return frozenset(outputs)
+
+    def outputs(
+        self, features: np.ndarray, predicted: np.ndarray, names: list[str]
+    ) -> list[OutputTensor]:
+        """Output tensors for the requested names (predict_proba computed on demand)."""
+        tensors: list[OutputTensor] = []
+        for name in names:
+            if name == PREDICT_OUTPUT:
+                tensors.append(OutputTensor(name, self.predict_datatype, predicted))
+            else:
+                probabilities = np.asarray(self.estimator.predict_proba(features), np.float64)
+                tensors.append(OutputTensor(name, "FP64", probabilities))
+        return tensors
+
+
+def build_predictor(estimator: Any, feature_names: tuple[str, ...] | None = None) -> Predictor:
+    n_features = getattr(estimator, "n_features_in_", None)
+    if not isinstance(n_features, int | np.integer) or n_features < 1:
+        raise ValueError("the model does not declare n_features_in_; is it a fitted estimator?")
+    names = feature_names or _estimator_feature_names(estimator)
+    if names is not None and len(names) != n_features:
+        raise ValueError(f"{len(names)} feature names given for a model of {n_features} features")
+    schema = InputSchema(n_features=int(n_features), feature_names=names)
+    classes = getattr(estimator, "classes_", None)
+    if classes is not None and getattr(classes, "ndim", 0) == 1:
+        classes_array = np.asarray(classes)
+        datatype = _datatype_of(classes_array)
+        fast = _linear_classifier_fast_path(estimator, classes_array)
+        predict = fast or _classifier_slow_path(estimator, classes_array)
+        labels = tuple(str(label) for label in classes_array)
+        return Predictor(estimator, schema, datatype, labels, predict, fast is not None)
+    fast = _linear_regressor_fast_path(estimator)
+    predict = fast or _regressor_slow_path(estimator)
+    return Predictor(estimator, schema, "FP64", None, predict, fast is not None)
+
+
+def _estimator_feature_names(estimator: Any) -> tuple[str, ...] | None:
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is None:
+        return None
+    return tuple(str(name) for name in names)
+
+
+def _datatype_of(values: np.ndarray) -> str:
+    kind = values.dtype.kind
+    if kind in "iu":
+        return "INT64"
+    if kind == "f":
+        return "FP64"
+    if kind == "b":
+        return "BOOL"
+    return "BYTES"
+
+
+def _dense_coefficients(estimator: Any) -> tuple[np.ndarray, Any] | None:
+    coef = getattr(estimator, "coef_", None)
+    if not isinstance(coef, np.ndarray) or coef.dtype.kind != "f":
+        return None  # sparse (sparsified) or unusual coefficients: use the estimator
+    return coef, estimator.intercept_
+
+
+def _linear_classifier_fast_path(
+    estimator: Any, classes: np.ndarray
+) -> Callable[[np.ndarray], Prediction] | None:
+    kind = type(estimator)
+    if not (
+        getattr(kind, "predict", None) is LinearClassifierMixin.predict
+        and getattr(kind, "decision_function", None) is LinearClassifierMixin.decision_function
+    ):
+        return None
+    dense = _dense_coefficients(estimator)
+    if dense is None:
+        return None
+    coef, intercept = dense
+    coef_t = coef.T if coef.ndim == 2 else coef
+
+    # Same arithmetic as LinearClassifierMixin.decision_function + predict.
+    if coef.ndim == 2 and coef.shape[0] > 1:
+
+        def predict_multiclass(features: np.ndarray) -> Prediction:
+            indices = (features @ coef_t + intercept).argmax(axis=1)
+            return Prediction(classes.take(indices), indices)
+
+        return predict_multiclass
+
+    def predict_binary(features: np.ndarray) -> Prediction:
+        scores = (features @ coef_t + intercept).reshape(-1)
+        indices = (scores > 0).astype(np.intp)
+        return Prediction(classes.take(indices), indices)
+
+    return predict_binary
+
+
+def _linear_regressor_fast_path(estimator: Any) -> Callable[[np.ndarray], Prediction] | None:
+    kind = type(estimator)
+    if not (
+        getattr(kind, "predict", None) in (LinearModel.predict, MultiOutputLinearModel.predict)
+        and getattr(kind, "_decision_function", None) is LinearModel._decision_function
+    ):
+        return None
+    dense = _dense_coefficients(estimator)
+    if dense is None:
+        return None
+    coef, intercept = dense
+    coef_t = coef if coef.ndim == 1 else coef.T
+    if coef.ndim == 2 and coef.shape[0] != 1:
+        return None  # multi-output regression: let the estimator shape its output
+
+    def predict_values(features: np.ndarray) -> Prediction:
+        values = features @ coef_t + intercept
+        return Prediction(np.asarray(values, np.float64).reshape(-1), None)
+
+    return predict_values
+
+
+def _classifier_slow_path(
+    estimator: Any, classes: np.ndarray
+) -> Callable[[np.ndarray], Prediction]:
+    sorted_classes = (
+        bool(np.all(classes[:-1] < classes[1:])) if classes.dtype.kind != "O" else False
+    )
+    lookup = {label: index for index, label in enumerate(classes.tolist())}
+
+    def predict(features: np.ndarray) -> Prediction:
+        values = np.asarray(estimator.predict(features))
+        if sorted_classes:
+            indices = np.searchsorted(classes, values)
+        else:
+            indices = np.fromiter((lookup[v] for v in values.tolist()), np.intp, len(values))
+        return Prediction(values, indices)
+
+    return predict
+
+
+def _regressor_slow_path(estimator: Any) -> Callable[[np.ndarray], Prediction]:
+    def predict(features: np.ndarray) -> Prediction:
+        values = np.asarray(estimator.predict(features), np.float64)
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        return Prediction(values, None)
+
+    return predict

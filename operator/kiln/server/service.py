@@ -1,0 +1,394 @@
+"""Routing and the inference queue: what each Open Inference Protocol endpoint answers.
+
+Independent of the socket layer: a request comes in as (method, path, headers, body),
+an answer goes out through a `reply(status, body, headers)` callback. Inference
+requests are validated at once and queued; all requests queued during one turn of the
+event loop are predicted together in one call (row-wise estimators give the same
+answers batched or not, and one numpy call is far cheaper than many). The queue is
+bounded: beyond `max_pending` requests the server sheds load with 503 at once instead
+of letting latency grow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import numpy as np
+import orjson
+
+from kiln.server.metrics import MetricLabels, MetricsSnapshot, ServingMetrics, render
+from kiln.server.predictor import Predictor
+from kiln.server.protocol import (
+    InferRequest,
+    ProtocolError,
+    encode_infer_response,
+    error_body,
+    parse_infer_request,
+)
+
+log = logging.getLogger("kiln.server")
+
+Reply = Callable[[int, bytes, tuple[tuple[str, str], ...]], None]
+JSON = "application/json"
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+_NO_HEADERS: tuple[tuple[str, str], ...] = ()
+
+
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kiln")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+_KILN_VERSION = _installed_version()
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    model_name: str
+    model_version: str
+    track: str
+    max_pending: int = 128
+    serve_metrics: bool = True
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: InferRequest
+    reply: Reply
+    received_at: float
+
+
+class InferenceService:
+    """One worker's view of the model: readiness, routes, and the batched predict queue."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        schedule: Callable[[Callable[[], None]], Any],
+        peer_snapshots: Callable[[], list[MetricsSnapshot]] = list,
+    ) -> None:
+        self.settings = settings
+        self._schedule = schedule
+        self._peer_snapshots = peer_snapshots
+        self.labels = MetricLabels(settings.model_name, settings.model_version, settings.track)
+        self.metrics = ServingMetrics(self.labels)
+        self.predictor: Predictor | None = None
+        self.sha256: str | None = None
+        self.not_ready_reason = "model is loading"
+        self.draining = False
+        self._pending: list[_Pending] = []
+        self._flush_scheduled = False
+        self._model_prefix = "/v2/models/" + settings.model_name
+        self._version_prefix = f"{self._model_prefix}/versions/{settings.model_version}"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def model_loaded(self, predictor: Predictor, sha256: str) -> None:
+        self.predictor = predictor
+        self.sha256 = sha256
+        names = predictor.schema.feature_names or tuple(
+            f"f{index}" for index in range(predictor.schema.n_features)
+        )
+        self.metrics.configure_model(names, predictor.classes)
+        self.not_ready_reason = ""
+
+    def model_failed(self, reason: str) -> None:
+        self.predictor = None
+        self.not_ready_reason = reason
+
+    def start_draining(self) -> None:
+        """Readiness turns false first, so load balancers stop sending new traffic."""
+        self.draining = True
+
+    @property
+    def ready(self) -> bool:
+        return self.predictor is not None and not self.draining
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    # -- scrape source (kiln.server.metrics.ExpositionSource) ----------------------------
+
+    def feature_names(self) -> tuple[str, ...]:
+        return self.metrics.feature_names
+
+    def class_labels(self) -> tuple[str, ...] | None:
+        return self.metrics.class_labels
+
+    def merged_snapshot(self) -> MetricsSnapshot:
+        merged = self.metrics.snapshot()
+        for snapshot in self._peer_snapshots():
+            merged.merge(snapshot)
+        return merged
+
+    def is_ready(self) -> bool:
+        return self.ready
+
+    # -- routing -------------------------------------------------------------------------
+
+    def handle(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes,
+        reply: Reply,
+        received_at: float,
+    ) -> None:
+        path = target.split("?", 1)[0]
+        if "%" in path:
+            path = unquote(path)
+        if path.endswith("/infer"):
+            if method != "POST":
+                return _method_not_allowed(reply, "POST")
+            return self._infer(path[: -len("/infer")], headers, body, reply, received_at)
+        if method not in ("GET", "HEAD"):
+            if self._is_known_get_path(path):
+                return _method_not_allowed(reply, "GET")
+            return _json(reply, 404, {"error": f"no route for {method} {path}"})
+        self._get(path, reply)
+
+    def _is_known_get_path(self, path: str) -> bool:
+        return path in ("/v2", "/v2/health/live", "/v2/health/ready", "/metrics") or (
+            path.startswith("/v2/models/")
+        )
+
+    def _get(self, path: str, reply: Reply) -> None:
+        if path == "/v2/health/live":
+            return _json(reply, 200, {"live": True})
+        if path == "/v2/health/ready":
+            if self.ready:
+                return _json(reply, 200, {"ready": True})
+            return _json(reply, 503, {"ready": False, "error": self._unready_text()})
+        if path == "/v2":
+            return _json(reply, 200, self._server_metadata())
+        if path == "/metrics" and self.settings.serve_metrics:
+            return reply(200, render(self), (("content-type", PROMETHEUS_TEXT),))
+        if path.startswith("/v2/models/"):
+            return self._model_get(path, reply)
+        _json(reply, 404, {"error": f"no route for GET {path}"})
+
+    def _model_get(self, path: str, reply: Reply) -> None:
+        readiness = path.endswith("/ready")
+        base = path[: -len("/ready")] if readiness else path
+        if base not in (self._model_prefix, self._version_prefix):
+            return self._unknown_model(base, reply)
+        if readiness:
+            status = 200 if self.ready else 503
+            body = {
+                "name": self.settings.model_name,
+                "version": self.settings.model_version,
+                "ready": self.ready,
+            }
+            return _json(reply, status, body)
+        if self.predictor is None:
+            return _json(reply, 503, {"error": self._unready_text()})
+        _json(reply, 200, self._model_metadata(self.predictor))
+
+    def _unknown_model(self, base: str, reply: Reply) -> None:
+        if base.startswith(self._model_prefix + "/versions/"):
+            version = base[len(self._model_prefix + "/versions/") :]
+            return _json(
+                reply,
+                404,
+                {
+                    "error": f"model {self.settings.model_name!r} has no version {version!r}; "
+                    f"this server serves version {self.settings.model_version!r}"
+                },
+            )
+        name = base[len("/v2/models/") :].split("/", 1)[0]
+        _json(reply, 404, {"error": f"unknown model {name!r}"})
+
+    def _unready_text(self) -> str:
+        if self.draining:
+            return "server is shutting down"
+        return self.not_ready_reason
+
+    def _server_metadata(self) -> dict[str, Any]:
+        return {
+            "name": "kiln-serve",
+            "version": _KILN_VERSION,
+            "extensions": ["binary_tensor_data"],
+        }
+
+    def _model_metadata(self, predictor: Predictor) -> dict[str, Any]:
+        schema = predictor.schema
+        outputs: list[dict[str, Any]] = [
+            {"name": "predict", "datatype": predictor.predict_datatype, "shape": [-1]}
+        ]
+        if "predict_proba" in predictor.available_outputs and predictor.classes is not None:
+            outputs.append(
+                {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(predictor.classes)]}
+            )
+        metadata: dict[str, Any] = {
+            "name": self.settings.model_name,
+            "versions": [self.settings.model_version],
+            "platform": "scikit-learn",
+            "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, schema.n_features]}],
+            "outputs": outputs,
+        }
+        parameters: dict[str, Any] = {"track": self.settings.track, "sha256": self.sha256}
+        if schema.feature_names is not None:
+            parameters["feature_names"] = list(schema.feature_names)
+        if predictor.classes is not None:
+            parameters["classes"] = list(predictor.classes)
+        metadata["parameters"] = parameters
+        return metadata
+
+    # -- inference -----------------------------------------------------------------------
+
+    def _infer(
+        self,
+        base: str,
+        headers: dict[str, str],
+        body: bytes,
+        reply: Reply,
+        received_at: float,
+    ) -> None:
+        if base not in (self._model_prefix, self._version_prefix):
+            return self._finish_error(reply, received_at, 404, self._unknown_model_text(base))
+        predictor = self.predictor
+        if predictor is None:
+            text = f"model not ready: {self._unready_text()}"
+            return self._finish_error(reply, received_at, 503, text)
+        if len(self._pending) >= self.settings.max_pending:
+            return self._finish_error(
+                reply, received_at, 503, "server overloaded; retry later", (("retry-after", "1"),)
+            )
+        try:
+            header_length = _header_length(headers)
+            request = parse_infer_request(
+                body, predictor.schema, predictor.available_outputs, header_length
+            )
+        except ProtocolError as exc:
+            return self._finish_error(reply, received_at, exc.status, exc.message)
+        except Exception as exc:  # bad input must never become a 500
+            log.warning("unexpected failure parsing an inference request: %r", exc)
+            return self._finish_error(reply, received_at, 400, f"invalid request: {exc}")
+        self._pending.append(_Pending(request, reply, received_at))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._schedule(self._flush)
+
+    def _unknown_model_text(self, base: str) -> str:
+        name = (
+            base[len("/v2/models/") :].split("/", 1)[0] if base.startswith("/v2/models/") else base
+        )
+        if name == self.settings.model_name:
+            return f"model {name!r} has no such version; serving {self.settings.model_version!r}"
+        return f"unknown model {name!r}"
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        predictor = self.predictor
+        if not batch:
+            return
+        if predictor is None:
+            for item in batch:
+                self._finish_error(item.reply, item.received_at, 503, "model was unloaded")
+            return
+        if len(batch) == 1:
+            self._predict_each(predictor, batch)
+            return
+        features = np.concatenate([item.request.features for item in batch])
+        try:
+            prediction = predictor.predict(features)
+        except Exception:
+            # Find out which request the model rejected instead of failing them all.
+            self._predict_each(predictor, batch)
+            return
+        self.metrics.observe_rows(features, prediction.class_indices, prediction.values)
+        start = 0
+        for item in batch:
+            rows = item.request.features.shape[0]
+            self._respond(predictor, item, prediction.values[start : start + rows])
+            start += rows
+
+    def _predict_each(self, predictor: Predictor, batch: list[_Pending]) -> None:
+        for item in batch:
+            try:
+                prediction = predictor.predict(item.request.features)
+            except ValueError as exc:  # the estimator's own input validation
+                self._finish_error(
+                    item.reply, item.received_at, 400, f"model rejected input: {exc}"
+                )
+                continue
+            except Exception as exc:
+                log.exception("prediction failed")
+                self._finish_error(item.reply, item.received_at, 500, f"prediction failed: {exc}")
+                continue
+            self.metrics.observe_rows(
+                item.request.features, prediction.class_indices, prediction.values
+            )
+            self._respond(predictor, item, prediction.values)
+
+    def _respond(self, predictor: Predictor, item: _Pending, values: np.ndarray) -> None:
+        request = item.request
+        try:
+            names = [output.name for output in request.outputs]
+            tensors = predictor.outputs(request.features, values, names)
+            body, header_length = encode_infer_response(
+                self.settings.model_name,
+                self.settings.model_version,
+                request.request_id,
+                [
+                    (tensor, output.binary)
+                    for tensor, output in zip(tensors, request.outputs, strict=True)
+                ],
+            )
+        except Exception as exc:
+            log.exception("encoding the response failed")
+            self._finish_error(item.reply, item.received_at, 500, f"prediction failed: {exc}")
+            return
+        if header_length is None:
+            item.reply(200, body, _NO_HEADERS)
+        else:
+            item.reply(
+                200,
+                body,
+                (
+                    ("content-type", "application/octet-stream"),
+                    ("inference-header-content-length", str(header_length)),
+                ),
+            )
+        self.metrics.observe_request(200, time.perf_counter() - item.received_at)
+
+    def _finish_error(
+        self,
+        reply: Reply,
+        received_at: float,
+        status: int,
+        message: str,
+        headers: tuple[tuple[str, str], ...] = _NO_HEADERS,
+    ) -> None:
+        reply(status, error_body(message), headers)
+        self.metrics.observe_request(status, time.perf_counter() - received_at)
+
+
+def _header_length(headers: dict[str, str]) -> int | None:
+    raw = headers.get("inference-header-content-length")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ProtocolError("Inference-Header-Content-Length must be an integer") from None
+
+
+def _json(reply: Reply, status: int, document: dict[str, Any]) -> None:
+    reply(status, orjson.dumps(document), _NO_HEADERS)
+
+
+def _method_not_allowed(reply: Reply, allowed: str) -> None:
+    reply(405, error_body(f"method not allowed; use {allowed}"), (("allow", allowed),))

@@ -1,0 +1,131 @@
+"""One training run, phase by phase: validate, load, fit, evaluate, upload.
+
+Returns the success report; every failure is a ``TrainingError`` with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kiln.store import ObjectStore, StoreError, join_uri
+from kiln.trainer.artifact import ARTIFACT_FORMAT, dump_model, input_schema
+from kiln.trainer.dataset import load_dataset
+from kiln.trainer.errors import Reason, TrainingError
+from kiln.trainer.estimators import prepare_estimator
+from kiln.trainer.fitting import fit, predict, split_dataset
+from kiln.trainer.logs import EventLog
+from kiln.trainer.metrics import compute_metrics, fairness_gap, metrics_for_task, primary_metric
+from kiln.trainer.spec import TrainSpec
+from kiln.trainer.versions import library_versions
+
+MODEL_FILE = "model.skops"
+REPORT_FILE = "report.json"
+
+
+class PhaseTimer:
+    def __init__(self, log: EventLog, clock: Callable[[], float] = time.monotonic) -> None:
+        self._log = log
+        self._clock = clock
+        self.durations: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        self._log.emit("phase.start", phase=name)
+        started = self._clock()
+        try:
+            yield
+        finally:
+            self.durations[name] = round(self._clock() - started, 3)
+        self._log.emit("phase.end", phase=name, seconds=self.durations[name])
+
+
+def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
+    timer = PhaseTimer(log)
+    seed = spec.evaluation.seed
+
+    # Checked before any data moves: a typo in params must not cost a dataset download.
+    prepared = prepare_estimator(spec.estimator, spec.params, seed)
+    for warning in prepared.warnings:
+        log.emit("estimator.warning", level="warning", message=warning)
+    task_metrics = metrics_for_task(prepared.is_classifier)
+    wrong = [m for m in spec.evaluation.metrics if m not in task_metrics]
+    if wrong:
+        task = "classifier" if prepared.is_classifier else "regressor"
+        raise TrainingError(
+            Reason.INVALID_SPEC,
+            f"metric(s) {', '.join(wrong)} do not apply to {spec.estimator} (a {task}); "
+            f"choose from {', '.join(task_metrics)}",
+        )
+    metric_names: list[str] = [*spec.evaluation.metrics] or [*task_metrics]
+
+    with timer.phase("load"):
+        data = load_dataset(spec.dataset, store)
+    log.emit("dataset.loaded", uri=data.uri, sha256=data.sha256, rows=data.rows)
+
+    with timer.phase("fit"):
+        split = split_dataset(data, spec.evaluation.test_size, seed, prepared.is_classifier)
+        estimator, fit_warnings = fit(prepared, split)
+    for warning in fit_warnings:
+        log.emit("fit.warning", level="warning", message=warning)
+
+    with timer.phase("evaluate"):
+        predictions = predict(estimator, split, prepared.is_classifier)
+        metrics = compute_metrics(metric_names, predictions)
+        fairness = None
+        if data.sensitive_column and split.groups_test is not None:
+            primary = primary_metric(spec.evaluation.metrics, prepared.is_classifier)
+            fairness = fairness_gap(primary, predictions, split.groups_test, data.sensitive_column)
+    log.emit("evaluation.done", metrics=metrics)
+
+    report: dict[str, Any] = {
+        "ok": True,
+        "metrics": metrics,
+        "dataset": {"uri": data.uri, "sha256": data.sha256, "rows": data.rows},
+        "split": {
+            "trainRows": len(split.x_train),
+            "testRows": len(split.x_test),
+            "stratified": split.stratified,
+            "seed": seed,
+        },
+        "estimator": spec.estimator,
+        "params": prepared.effective_params,
+        "inputSchema": input_schema(data.frame, data.features, data.target, estimator),
+        "versions": library_versions(),
+    }
+    if fairness is not None:
+        report["fairness"] = {
+            "column": fairness.column,
+            "metric": fairness.metric,
+            "gap": fairness.gap,
+            "groups": fairness.groups,
+        }
+    if fit_warnings:
+        report["warnings"] = fit_warnings
+
+    with timer.phase("upload"):
+        model_bytes = dump_model(estimator)
+        prefix = spec.artifact_prefix()
+        try:
+            put = store.put(join_uri(prefix, MODEL_FILE), model_bytes)
+            report["artifact"] = {
+                "uri": put.uri,
+                "sha256": put.sha256,
+                "format": ARTIFACT_FORMAT,
+                "sizeBytes": put.size,
+            }
+            report["reportUri"] = join_uri(prefix, REPORT_FILE)
+            full = {**report, "durationSeconds": dict(timer.durations)}
+            store.put(
+                report["reportUri"],
+                json.dumps(full, indent=2, sort_keys=True).encode(),
+                content_type="application/json",
+            )
+        except StoreError as exc:
+            raise TrainingError(Reason.UPLOAD_FAILED, f"cannot upload the model: {exc}") from exc
+    log.emit("artifact.uploaded", uri=put.uri, sha256=put.sha256, sizeBytes=put.size)
+    report["durationSeconds"] = dict(timer.durations)
+    return report

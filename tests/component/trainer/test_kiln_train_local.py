@@ -1,0 +1,108 @@
+"""The trainer in-process against file:// and an HTTP server on loopback."""
+
+import functools
+import hashlib
+import http.server
+import io
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kiln.trainer.logs import EventLog
+from kiln.trainer.main import run_trainer
+
+pytestmark = pytest.mark.component
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "data"
+
+
+def train(spec: dict[str, Any], tmp_path: Path) -> tuple[int, dict[str, Any]]:
+    termination_log = tmp_path / "termination-log"
+    env = {"KILN_TRAIN_SPEC": json.dumps(spec), "KILN_TERMINATION_LOG": str(termination_log)}
+    code = run_trainer(env, EventLog(io.StringIO()))
+    return code, json.loads(termination_log.read_bytes())
+
+
+def diabetes_spec(output: Path, **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "model": "diabetes",
+        "estimator": "sklearn.ensemble.HistGradientBoostingRegressor",
+        "params": {"max_iter": 50},
+        "dataset": {
+            "uri": (EXAMPLES / "diabetes.csv").as_uri(),
+            "target": "target",
+            "sensitiveColumn": "sex",
+        },
+        "evaluation": {"testSize": 0.25, "seed": 3},
+        "output": {"uri": output.as_uri()},
+        "run": {"namespace": "ml", "trainingJob": "diabetes", "number": 1},
+    }
+    spec.update(overrides)
+    return spec
+
+
+def test_regression_reports_error_metrics_and_the_fairness_gap(tmp_path: Path) -> None:
+    code, report = train(diabetes_spec(tmp_path / "out"), tmp_path)
+    assert code == 0, report
+    assert set(report["metrics"]) == {"rmse", "mae", "r2"}
+    fairness = report["fairness"]
+    assert fairness["column"] == "sex" and fairness["metric"] == "rmse"
+    groups = fairness["groups"]
+    assert set(groups) == {"1.0", "2.0"}
+    assert fairness["gap"] == round(abs(groups["1.0"] - groups["2.0"]), 6)
+    assert "sex" not in [f["name"] for f in report["inputSchema"]["features"]]
+    model = tmp_path / "out" / "ml" / "diabetes" / "run-1" / "model.skops"
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == report["artifact"]["sha256"]
+
+
+def test_classification_metric_on_a_regressor_is_an_invalid_spec(tmp_path: Path) -> None:
+    spec = diabetes_spec(tmp_path / "out", evaluation={"metrics": ["accuracy"]})
+    code, report = train(spec, tmp_path)
+    assert (code, report["reason"]) == (2, "InvalidSpec")
+    assert "rmse" in report["message"]
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(EXAMPLES))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_dataset_over_http_with_pinned_digest(http_server: str, tmp_path: Path) -> None:
+    digest = hashlib.sha256((EXAMPLES / "iris.csv").read_bytes()).hexdigest()
+    spec = {
+        "model": "iris",
+        "estimator": "sklearn.linear_model.LogisticRegression",
+        "params": {"max_iter": 500},
+        "dataset": {"uri": f"{http_server}/iris.csv", "target": "species", "sha256": digest},
+        "evaluation": {"metrics": ["f1_macro", "accuracy"]},
+        "output": {"uri": (tmp_path / "out").as_uri()},
+        "run": {"namespace": "ml", "trainingJob": "iris-web", "number": 2},
+    }
+    code, report = train(spec, tmp_path)
+    assert code == 0, report
+    assert report["dataset"]["sha256"] == digest
+    assert list(report["metrics"]) == ["accuracy", "f1_macro"]  # only those asked for
+
+
+def test_missing_http_object_is_dataset_unavailable(http_server: str, tmp_path: Path) -> None:
+    spec = diabetes_spec(tmp_path / "out")
+    spec["dataset"] = {"uri": f"{http_server}/absent.csv", "target": "target"}
+    code, report = train(spec, tmp_path)
+    assert (code, report["reason"]) == (3, "DatasetUnavailable")

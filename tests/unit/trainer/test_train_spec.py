@@ -1,0 +1,89 @@
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from kiln.trainer.errors import Reason, TrainingError
+from kiln.trainer.main import parse_spec
+from kiln.trainer.spec import DatasetSpec, TrainSpec
+
+pytestmark = pytest.mark.unit
+
+
+def _spec(**overrides: object) -> dict[str, object]:
+    spec: dict[str, object] = {
+        "model": "iris",
+        "estimator": "sklearn.ensemble.RandomForestClassifier",
+        "params": {"n_estimators": 10},
+        "dataset": {"uri": "s3://data/iris.csv", "target": "species"},
+        "evaluation": {"testSize": 0.3, "seed": 7, "metrics": ["accuracy"]},
+        "output": {"uri": "s3://models/prefix/"},
+        "run": {"namespace": "ml", "trainingJob": "iris", "number": 3},
+    }
+    spec.update(overrides)
+    return spec
+
+
+def test_camel_case_json_round_trips() -> None:
+    spec = TrainSpec.model_validate(_spec())
+    assert spec.evaluation.test_size == 0.3
+    assert spec.run.training_job == "iris"
+    again = TrainSpec.model_validate_json(spec.model_dump_json(by_alias=True))
+    assert again == spec
+
+
+def test_artifact_prefix_is_output_namespace_job_run() -> None:
+    spec = TrainSpec.model_validate(_spec())
+    assert spec.artifact_prefix() == "s3://models/prefix/ml/iris/run-3"
+
+
+@pytest.mark.parametrize(
+    ("uri", "fmt"),
+    [
+        ("s3://b/data.csv", "csv"),
+        ("file:///d/data.CSV", "csv"),
+        ("https://h/x/data.csv.gz", "csv"),
+        ("s3://b/data.parquet", "parquet"),
+        ("https://h/data.pq?version=2", "parquet"),
+    ],
+)
+def test_format_is_inferred_from_the_suffix(uri: str, fmt: str) -> None:
+    assert DatasetSpec(uri=uri, target="y").resolved_format() == fmt
+
+
+def test_unknown_suffix_without_format_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="set format"):
+        DatasetSpec(uri="s3://b/data.bin", target="y")
+    assert DatasetSpec(uri="s3://b/data.bin", target="y", format="parquet")
+
+
+def test_target_listed_as_feature_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="must not be listed"):
+        DatasetSpec(uri="s3://b/d.csv", target="y", features=["a", "y"])
+
+
+def test_unknown_metric_and_extra_keys_are_rejected() -> None:
+    with pytest.raises(ValidationError):
+        TrainSpec.model_validate(_spec(evaluation={"metrics": ["accuracyy"]}))
+    with pytest.raises(ValidationError):
+        TrainSpec.model_validate(_spec(paramz={}))
+
+
+def test_parse_spec_turns_validation_errors_into_one_invalid_spec_line() -> None:
+    bad = _spec(dataset={"uri": "s3://b/d.csv"})
+    with pytest.raises(TrainingError) as info:
+        parse_spec({"KILN_TRAIN_SPEC": json.dumps(bad)})
+    assert info.value.reason is Reason.INVALID_SPEC
+    assert "dataset.target" in info.value.message
+
+
+def test_missing_spec_variable_is_an_invalid_spec() -> None:
+    with pytest.raises(TrainingError) as info:
+        parse_spec({})
+    assert info.value.reason is Reason.INVALID_SPEC
+
+
+def test_exit_codes_are_distinct_per_reason() -> None:
+    codes = [reason.exit_code for reason in Reason]
+    assert len(set(codes)) == len(codes)
+    assert 0 not in codes
