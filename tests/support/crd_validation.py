@@ -74,10 +74,11 @@ def _to_cel(value: Json, schema: dict[str, Any]) -> Any:
 
 def _is_sorted(values: celtypes.ListType) -> celtypes.BoolType:
     """Kubernetes' CEL list library `isSorted()`, which cel-python lacks."""
-    return celtypes.BoolType(all(a <= b for a, b in itertools.pairwise(values)))
+    items: list[Any] = list(values)
+    return celtypes.BoolType(all(a <= b for a, b in itertools.pairwise(items)))
 
 
-KUBERNETES_FUNCTIONS = {"isSorted": _is_sorted}
+KUBERNETES_FUNCTIONS: dict[str, Any] = {"isSorted": _is_sorted}
 _ENVIRONMENT = celpy.Environment()
 
 
@@ -123,10 +124,18 @@ def validate(
     obj = apply_defaults(copy.deepcopy(obj), schema)
     if old is not None:
         old = apply_defaults(copy.deepcopy(old), schema)
-    errors = [
-        f"{_path(list(error.absolute_path))}: {error.message}"
-        for error in Draft4Validator(schema).iter_errors(obj)
-    ]
+    errors: list[str] = []
+    for error in Draft4Validator(schema).iter_errors(obj):
+        path = list(error.absolute_path)
+        if error.validator == "required":
+            # The apiserver names the missing field itself: `spec.model: Required value`.
+            errors += [
+                f"{_path([*path, name])}: Required value"
+                for name in error.validator_value
+                if name not in error.instance
+            ]
+        else:
+            errors.append(f"{_path(path)}: {error.message}")
     if errors:
         return errors
     return _cel_errors(obj, old, schema, [])

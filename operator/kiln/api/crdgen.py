@@ -168,7 +168,8 @@ def _merge_rules(outer: JsonSchema, inner: JsonSchema) -> JsonSchema:
 
 def _structural(node: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
     node.pop("title", None)
-    if not ({"type", "anyOf", "allOf", "$ref", "enum"} & node.keys()):
+    typed = {"type", "anyOf", "allOf", "$ref", "enum", "x-kubernetes-int-or-string"}
+    if not (typed & node.keys()):
         # `Any`: any JSON value, kept as written.
         node["x-kubernetes-preserve-unknown-fields"] = True
         return node

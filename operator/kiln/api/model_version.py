@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -100,7 +100,7 @@ class ModelVersionSpec(KilnModel):
     framework: str = Field(
         default="scikit-learn", max_length=MAX_SHORT_TEXT, description="ML framework."
     )
-    library_versions: dict[str, str] = Field(
+    library_versions: dict[str, Annotated[str, Field(max_length=MAX_SHORT_TEXT)]] = Field(
         default_factory=dict,
         description="Versions of the libraries the model was trained with "
         "(python, sklearn, numpy, …).",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from kiln.api.common import KilnModel
 from kiln.api.model_version import Artifact, FairnessReport, InputSchema
@@ -81,7 +81,18 @@ class TrainerSuccess(KilnModel):
     estimator: str | None = None
     params: dict[str, Any] | None = None
     report_uri: str | None = None
+    # The trainer shrinks a report over 4 KiB (feature dtypes dropped, lists cut); the full
+    # one is at report_uri.
     truncated: bool = False
+
+    @field_validator("input_schema", mode="before")
+    @classmethod
+    def _bare_feature_names(cls, value: Any) -> Any:
+        """A shrunk report lists features as bare names; read them as name-only features."""
+        if isinstance(value, dict) and isinstance(value.get("features"), list):
+            features = [{"name": f} if isinstance(f, str) else f for f in value["features"]]
+            return {**value, "features": features}
+        return value
 
 
 class TrainerFailure(KilnModel):
@@ -341,8 +352,7 @@ def decide_run(
             requeue_after=_until(run_deadline, now),
             event=event,
         )
-    if outcome.state == "Succeeded":
-        assert outcome.result is not None
+    if outcome.state == "Succeeded" and outcome.result is not None:
         finished = _finish(run, "Succeeded", SUCCEEDED, "training finished", now, [])
         return RunDecision(finished.run, [RegisterModel(outcome.result)], event=finished.event)
     return _after_failure(training_job, run, outcome, policy, run_deadline, now)

@@ -164,6 +164,10 @@ def seaweedfs(paths: ClusterPaths) -> list[str]:
         "-master.port=9333",
         "-volume.port=8080",
         "-filer.port=8888",
+        # SeaweedFS reports usage off the machine unless told not to.
+        "-master.telemetry=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
         "-master.volumeSizeLimitMB=64",
         "-volume.max=16",
     ]

@@ -78,7 +78,11 @@ def untrusted_types(data: bytes, extra_trusted: Iterable[str] = ()) -> tuple[lis
     extra = set(extra_trusted)
     admitted: list[str] = []
     refused: list[str] = []
-    for type_name in sio.get_untrusted_types(data=data):
+    try:
+        found = sio.get_untrusted_types(data=data)
+    except Exception as exc:
+        raise ArtifactError(f"not a readable skops artifact: {exc}") from exc
+    for type_name in found:
         if type_name in extra or type_name.startswith(TRUSTED_NAMESPACES):
             admitted.append(type_name)
         else:

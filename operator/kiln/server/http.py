@@ -29,6 +29,7 @@ _STATUS_LINES: dict[int, bytes] = {
 }
 _JSON_TYPE = b"content-type: application/json\r\n"
 _CLOSE = b"connection: close\r\n"
+_LINGER_SECONDS = 5.0
 
 
 class RequestHandler(Protocol):
@@ -245,21 +246,46 @@ class HttpConnection(asyncio.Protocol):
                 transport.close()
                 self._transport = None
                 transport = None
-        if transport is not None and self._closing and not slots and not self._in_message:
+        if transport is None or slots:
+            return
+        if self._refused:
+            self._linger_then_close(transport)
+        elif self._closing and not self._in_message:
             transport.close()
             self._transport = None
 
     def _refuse(self, status: int, message: str) -> None:
-        """Answer an unrecoverable request error, then close (the stream is out of sync)."""
+        """Answer an unrecoverable request error, then close (the stream is out of sync).
+
+        The close lingers: closing a socket with unread input makes the kernel send a
+        reset that can destroy the answer before the client reads it, so the rest of
+        what the client sends is read and dropped for up to `_LINGER_SECONDS`.
+        """
         if self._refused:
             return
         self._refused = True
         self._in_message = False
-        slot = _Slot(keep_alive=False)
+        slot = _Slot(keep_alive=True)  # keep the transport open; the linger closes it
         body = orjson.dumps({"error": message})
         slot.data = encode_response(status, body, (), keep_alive=False)
         self._slots.append(slot)
         self._write_ready()
+
+    def _close_now(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def eof_received(self) -> bool:
+        if self._slots:
+            self._closing = True  # answer what was asked, then close
+            return True
+        return False
+
+    def _linger_then_close(self, transport: asyncio.Transport) -> None:
+        if transport.can_write_eof():
+            transport.write_eof()
+        asyncio.get_running_loop().call_later(_LINGER_SECONDS, self._close_now)
 
     def close_when_idle(self) -> None:
         self._closing = True

@@ -228,8 +228,10 @@ def _json_tensor(
         if narrowed and not np.array_equal(typed, inferred):
             raise ProtocolError(f"input '{name}': values out of range for {datatype}")
         return typed
-    # Rounding through the declared float type keeps FP32 semantics exact.
-    return inferred.astype(dtype, copy=False)
+    # Rounding through the declared float type keeps FP32 semantics exact; a value the
+    # type cannot hold becomes inf, which the finiteness check then refuses.
+    with np.errstate(over="ignore"):
+        return inferred.astype(dtype, copy=False)
 
 
 def _binary_tensor(

@@ -40,7 +40,18 @@ def make_s3_client(env: Mapping[str, str] | None = None) -> Any:
         connect_timeout=5,
         read_timeout=60,
     )
-    return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+    # Keys from ``env`` are passed explicitly so that an ObjectStore built from a mapping
+    # other than os.environ uses that mapping's credentials; absent keys fall back to
+    # boto3's chain (IRSA, profiles, …).
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=region,
+        config=config,
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+        aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
+    )
 
 
 def _translate(uri: ObjectUri, exc: Exception) -> StoreError:

@@ -78,7 +78,7 @@ def predict(estimator: Any, split: Split, is_classifier: bool) -> Predictions:
         if hasattr(estimator, "predict_proba"):
             try:
                 proba = np.asarray(estimator.predict_proba(split.x_test))
-            except (AttributeError, NotImplementedError):
+            except AttributeError:
                 proba = None  # e.g. SVC(probability=False) exposes the method but refuses
         if proba is None and hasattr(estimator, "decision_function"):
             decision = np.asarray(estimator.decision_function(split.x_test))

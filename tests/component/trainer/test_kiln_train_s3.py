@@ -1,6 +1,7 @@
 """kiln-train end to end: a real process, a real S3 (SeaweedFS on loopback), real files."""
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -14,6 +15,9 @@ import pandas as pd
 import pytest
 import skops.io as sio
 from tests.support.s3 import SeaweedS3
+
+from kiln.trainer.logs import EventLog
+from kiln.trainer.main import run_trainer
 
 pytestmark = pytest.mark.component
 
@@ -174,3 +178,37 @@ def test_broken_dataset_and_mistyped_param_fail_with_their_reasons(
     assert "did you mean 'n_estimators'?" in outcome.report["message"]
     listing = s3.client().list_objects_v2(Bucket="models", Prefix="kiln/ml/iris-train/run-6/")
     assert listing.get("KeyCount", 0) == 0  # nothing uploaded for a failed run
+
+
+def _train_in_process(spec: dict[str, Any], env: dict[str, str], tmp_path: Path) -> Outcome:
+    log = tmp_path / "termination-log"
+    code = run_trainer(
+        {**env, "KILN_TRAIN_SPEC": json.dumps(spec), "KILN_TERMINATION_LOG": str(log)},
+        EventLog(io.StringIO()),
+    )
+    return Outcome(code, json.loads(log.read_bytes()), "")
+
+
+def test_unwritable_output_is_a_retryable_upload_failure(s3: SeaweedS3, tmp_path: Path) -> None:
+    # (SeaweedFS creates a missing bucket on PUT, so the unwritable target is a path
+    # below a regular file.)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    spec = {**iris_spec(7), "output": {"uri": (blocker / "models").as_uri()}}
+    outcome = _train_in_process(spec, s3.env(), tmp_path)
+    assert (outcome.exit_code, outcome.report["reason"]) == (9, "UploadFailed")
+    assert outcome.report["retryable"] is True
+
+
+def test_fit_error_is_training_failed(s3: SeaweedS3, tmp_path: Path) -> None:
+    frame = pd.read_csv(IRIS)
+    frame.loc[3, "petal_width"] = float("nan")
+    s3.client().put_object(Bucket="datasets", Key="holes.csv", Body=frame.to_csv(index=False))
+    spec = {
+        **iris_spec(8, uri="s3://datasets/holes.csv"),
+        "estimator": "sklearn.linear_model.LogisticRegression",
+        "params": {},
+    }
+    outcome = _train_in_process(spec, s3.env(), tmp_path)
+    assert (outcome.exit_code, outcome.report["reason"]) == (8, "TrainingFailed")
+    assert "NaN" in outcome.report["message"]

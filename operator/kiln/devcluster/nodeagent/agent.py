@@ -104,7 +104,7 @@ class Agent:
                     elif kind == "DELETED":
                         self._on_pod_gone(obj["metadata"]["uid"])
                 delay = 0.5
-            except (ApiError, OSError, asyncio.TimeoutError, ValueError) as exc:
+            except (TimeoutError, ApiError, OSError, ValueError) as exc:
                 log.warning("pod watch failed", extra={"error": str(exc)})
                 resource_version = None
                 await asyncio.sleep(delay)

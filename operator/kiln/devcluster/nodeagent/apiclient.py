@@ -107,7 +107,7 @@ class ApiClient:
                         return json.loads(text) if text else None
                     if response.status not in RETRYABLE or attempt == attempts - 1:
                         raise ApiError(response.status, text, f"{method} {path}")
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 if attempt == attempts - 1:
                     raise ApiError(0, str(exc), f"{method} {path}") from exc
             await asyncio.sleep(delay)

@@ -13,9 +13,11 @@ import os
 import shutil
 from pathlib import Path
 
+from kiln.devcluster.config import GATEWAY_IP, POD_CIDR
 from kiln.devcluster.nodeagent import network, procscan
 from kiln.devcluster.nodeagent.agent import remove_pod_leftovers
 from kiln.devcluster.nodeagent.containers import SHIM
+from kiln.devcluster.nodeagent.ipam import IpamStore
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +42,25 @@ def _unmount(target: str) -> None:
         log.warning("unmount failed", extra={"target": target, "errno": ctypes.get_errno()})
 
 
+def our_pod_uids(state_dir: Path, bridge: str) -> set[str]:
+    """Pods of this node: on disk, in the IP allocations, or wired to our bridge.
+
+    Namespaces of another node agent (another state dir and bridge) are left alone.
+    """
+    uids = {p.name for p in (state_dir / "pods").glob("*") if p.is_dir()}
+    uids |= set(IpamStore(state_dir / "ipam.json", POD_CIDR, GATEWAY_IP).load().values())
+    ports = set(network.bridge_ports(bridge))
+    for namespace in network.our_namespaces():
+        uid = namespace.removeprefix(network.NETNS_PREFIX)
+        if network.names_for(uid)[1] in ports:
+            uids.add(uid)
+    return uids
+
+
 def cleanup(state_dir: Path, bridge: str) -> None:
     state_dir = state_dir.resolve()
     pods_dir = state_dir / "pods"
+    uids = our_pod_uids(state_dir, bridge)
     if pods_dir.exists():
         for pod_dir in pods_dir.iterdir():
             remove_pod_leftovers(pod_dir)
@@ -51,17 +69,16 @@ def cleanup(state_dir: Path, bridge: str) -> None:
     monitors = procscan.pids_with_cmdline(
         lambda argv: str(SHIM) in argv and any(a.startswith(spec_prefix) for a in argv)
     )
-    inodes = {
-        i for i in (network.netns_inode(n) for n in network.our_namespaces()) if i is not None
-    }
+    namespaces = [network.names_for(uid)[0] for uid in uids]
+    inodes = {i for i in (network.netns_inode(n) for n in namespaces) if i is not None}
     stray = monitors + procscan.pids_in_netns(inodes)
     stray = [pid for pid in stray if pid != os.getpid()]
     procscan.kill_all(stray)
     left = procscan.wait_gone(stray, 5.0)
     if left:
         log.warning("processes survived SIGKILL", extra={"pids": left})
-    for namespace in network.our_namespaces():
-        network.teardown_pod_network(namespace.removeprefix(network.NETNS_PREFIX))
+    for uid in uids:
+        network.teardown_pod_network(uid)
     for port in network.bridge_ports(bridge):
         network.delete_link(port)
     network.delete_link(bridge)

@@ -111,7 +111,8 @@ async def start_attempt(directory: ContainerDir, spec: dict[str, Any]) -> Attemp
         "logFile": str(directory.log),
     }
     directory.spec.write_text(json.dumps(full_spec))
-    with open(directory.path / "monitor.log", "ab") as monitor_log:
+    monitor_log = os.open(directory.path / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-S", str(SHIM), str(directory.spec),
             stdin=asyncio.subprocess.DEVNULL,
@@ -120,6 +121,8 @@ async def start_attempt(directory: ContainerDir, spec: dict[str, Any]) -> Attemp
             start_new_session=True,
             env={},
         )  # fmt: skip
+    finally:
+        os.close(monitor_log)
     assert process.stdout is not None
     line = (await process.stdout.readline()).decode().strip()
     exited = asyncio.Event()
@@ -176,7 +179,7 @@ async def stop_attempt(attempt: Attempt, grace_seconds: float) -> None:
     try:
         await asyncio.wait_for(attempt.exited.wait(), timeout=max(grace_seconds, 0.0))
         return
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     attempt.signal(signal.SIGKILL)
     with contextlib.suppress(asyncio.TimeoutError):
@@ -189,7 +192,7 @@ async def exec_in_container(
     env: dict[str, str],
     uid: int,
     gid: int,
-    timeout: float,
+    limit_seconds: float,
 ) -> tuple[int, bytes]:
     """Run a command in the container's namespaces and root (exec probes, preStop)."""
     process = await asyncio.create_subprocess_exec(
@@ -202,8 +205,8 @@ async def exec_in_container(
         start_new_session=True,
     )  # fmt: skip
     try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=timeout)
-    except asyncio.TimeoutError:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=limit_seconds)
+    except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         await process.wait()

@@ -71,5 +71,10 @@ def resource_value(
         raw = (resources.get("limits") or {}).get(name)
     if raw is None:
         raw = node_allocatable.get(name, "0") if kind == "limits" else "0"
-    divisor_value = parse_quantity(divisor if divisor not in (None, "", 0) else "1")
-    return str(ceil_ratio(parse_quantity(raw), divisor_value))
+    try:
+        divisor_value = parse_quantity(divisor if divisor not in (None, "") else "1")
+        if divisor_value == 0:  # the apiserver stores an unset divisor as "0"
+            divisor_value = parse_quantity("1")
+        return str(ceil_ratio(parse_quantity(raw), divisor_value))
+    except ValueError as exc:
+        raise FieldRefError(f"resourceFieldRef {resource}: {exc}") from exc

@@ -31,7 +31,11 @@ class ImageError(Exception):
 
 
 def repository_of(image: str) -> str:
-    """`ghcr.io/acme/kiln/trainer:1.2@sha256:..` -> `acme/kiln/trainer`; `docker.io/library/x` -> `x`."""
+    """The image's repository path without registry, tag and digest.
+
+    `ghcr.io/acme/kiln/trainer:1.2@sha256:..` -> `acme/kiln/trainer`;
+    `docker.io/library/python` -> `python`.
+    """
     name = image.split("@", 1)[0]
     last_slash = name.rfind("/")
     tag_colon = name.rfind(":")

@@ -13,14 +13,17 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 
 class PoolExhausted(Exception):
     pass
 
 
 def allocate(
-    cidr: ipaddress.IPv4Network,
-    gateway: ipaddress.IPv4Address,
+    cidr: Network,
+    gateway: Address,
     assigned: Mapping[str, str],
     owner: str,
 ) -> str:
@@ -45,7 +48,7 @@ def release(assigned: Mapping[str, str], owner: str) -> dict[str, str]:
 class IpamStore:
     """Assignments (address -> pod uid) in one JSON file."""
 
-    def __init__(self, path: Path, cidr: ipaddress.IPv4Network, gateway: ipaddress.IPv4Address):
+    def __init__(self, path: Path, cidr: Network, gateway: Address):
         self.path = path
         self.cidr = cidr
         self.gateway = gateway

@@ -19,9 +19,9 @@ from kiln.devcluster.nodeagent.logformat import (
     LogOptions,
     parse_line,
     parse_log,
+    parse_time,
     render,
     render_entry,
-    parse_time,
 )
 from kiln.devcluster.nodeagent.podworker import ContainerRuntime, PodWorker
 
@@ -72,10 +72,12 @@ def build_app(find_pod: FindPod) -> web.Application:
         if not path.exists():
             if previous:
                 raise web.HTTPBadRequest(
-                    text=f'previous terminated container "{container_name}" in pod "{pod_name}" not found'
+                    text=f'previous terminated container "{container_name}" '
+                    f'in pod "{pod_name}" not found'
                 )
             raise web.HTTPBadRequest(
-                text=f'container "{container_name}" in pod "{pod_name}" is waiting to start: ContainerCreating'
+                text=f'container "{container_name}" in pod "{pod_name}" '
+                "is waiting to start: ContainerCreating"
             )
         options = _options(query)
         data = path.read_bytes()

@@ -61,7 +61,9 @@ def ensure_bridge(bridge: str, gateway: ipaddress.IPv4Address, cidr: ipaddress.I
     """The bridge with the gateway address on it, forwarding on (what kube-proxy needs)."""
     if not _link_exists(bridge):
         _ip_batch([f"link add {bridge} type bridge"])
-    addresses = _ip_batch([f"-o -4 addr show dev {bridge}"])
+    addresses = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show", "dev", bridge], capture_output=True, text=True
+    ).stdout
     commands = [f"link set {bridge} up"]
     if f" {gateway}/" not in addresses:
         commands.insert(0, f"addr add {gateway}/{cidr.prefixlen} dev {bridge}")

@@ -270,7 +270,7 @@ class PodWorker:
             if attempt is not None:
                 runtime.attempt = attempt
                 self._watch(runtime)
-                self._start_probes(runtime)
+                self._start_probes(runtime, self._reported(runtime.name))
                 log.info("adopted container", extra={"pod": self.label, "container": runtime.name})
             elif runtime.dir.state.exists():
                 self._record_exit(runtime)
@@ -291,9 +291,7 @@ class PodWorker:
             self.finished_pod = True  # terminal before we ever ran it: never run it again
             return RESYNC_SECONDS
         next_due = RESYNC_SECONDS
-        if not self._ensure_sandbox():
-            next_due = RETRY_SECONDS
-        elif not await self._ensure_volumes():
+        if not self._ensure_sandbox() or not await self._ensure_volumes():
             next_due = RETRY_SECONDS
         else:
             next_due = min(next_due, await self._start_containers())
@@ -580,13 +578,25 @@ class PodWorker:
             )
 
     # -- probes -----------------------------------------------------------------------
-    def _start_probes(self, runtime: ContainerRuntime) -> None:
+    def _reported(self, name: str) -> dict[str, Any]:
+        """What the API last heard about a container (an adopted one keeps its readiness)."""
+        statuses = (self.pod.get("status") or {}).get("containerStatuses") or []
+        return next((s for s in statuses if s.get("name") == name), {})
+
+    def _start_probes(
+        self, runtime: ContainerRuntime, reported: Mapping[str, Any] | None = None
+    ) -> None:
         if runtime.is_init:
             return
+        known = {
+            "readiness": (reported or {}).get("ready") is True,
+            "startup": (reported or {}).get("started") is True,
+        }
         for kind in ("startup", "readiness", "liveness"):
             probe = runtime.spec.get(f"{kind}Probe")
             if probe:
-                runtime.probe_results[kind] = probes.initial_state(kind).result
+                initial = probes.initial_state(kind).result
+                runtime.probe_results[kind] = True if known.get(kind) else initial
                 task = asyncio.get_running_loop().create_task(
                     self._probe_loop(runtime, kind, probe)
                 )
@@ -596,7 +606,7 @@ class PodWorker:
         self, runtime: ContainerRuntime, kind: str, probe: Mapping[str, Any]
     ) -> None:
         settings = probes.ProbeSettings.from_spec(probe)
-        state = probes.initial_state(kind)
+        state = probes.ProbeState(result=runtime.probe_results.get(kind))
         await asyncio.sleep(settings.initial_delay)
         while runtime.running:
             if kind != "startup" and runtime.probe_results.get("startup", True) is not True:
@@ -651,18 +661,18 @@ class PodWorker:
                     settings.timeout,
                 )
                 return code == 0
-        except (OSError, ValueError, asyncio.TimeoutError, aiohttp.ClientError):
+        except (TimeoutError, OSError, ValueError, aiohttp.ClientError):
             return False
         return False
 
     async def _http_get(
-        self, handler: Mapping[str, Any], container: Mapping[str, Any], timeout: float
+        self, handler: Mapping[str, Any], container: Mapping[str, Any], limit_seconds: float
     ) -> bool:
         url = probes.http_url(handler, container, self.pod_ip or "")
         headers = {h["name"]: h["value"] for h in handler["httpGet"].get("httpHeaders") or []}
         headers.setdefault("User-Agent", "kube-probe/1.37")
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=limit_seconds)) as session,
             session.get(url, headers=headers, ssl=False, allow_redirects=False) as response,
         ):
             return probes.http_ok(response.status)
@@ -771,7 +781,9 @@ class PodWorker:
                 "PATCH",
                 f"/api/v1/namespaces/{self.namespace}/pods/{self.name}/status",
                 body={"status": status},
-                content_type="application/strategic-merge-patch+json",
+                # A merge patch replaces the lists whole: no stale keys survive inside a
+                # condition or container state (a strategic merge would keep them).
+                content_type="application/merge-patch+json",
             )
             self.last_status = status
         return status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -52,10 +53,8 @@ def pids_with_cmdline(predicate: Callable[[list[str]], bool]) -> list[int]:
 
 def kill_all(pids: Iterable[int], sig: int = signal.SIGKILL) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
@@ -64,17 +63,15 @@ def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
     deadline = time.monotonic() + timeout
     while remaining and time.monotonic() < deadline:
         for pid in remaining:
-            try:  # reap our own children, ignore others
+            with contextlib.suppress(ChildProcessError):  # reap our children, ignore others
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-        remaining = [pid for pid in remaining if _alive(pid)]
+        remaining = [pid for pid in remaining if is_alive(pid)]
         if remaining:
             time.sleep(0.05)
     return remaining
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as handle:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"

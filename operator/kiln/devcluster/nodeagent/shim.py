@@ -15,6 +15,7 @@ chroots, drops privileges and execs. The monitor itself stays on the host and:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime as dt
 import json
@@ -68,7 +69,7 @@ def _mount(
 
 
 def now_rfc3339(nanos: bool = False) -> str:
-    moment = dt.datetime.now(dt.timezone.utc)
+    moment = dt.datetime.now(dt.UTC)
     if nanos:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -305,10 +306,8 @@ def main(spec_path: str) -> None:
         os.close(fd)
 
     def forward(signum: int, _frame: Any) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signum)
-        except ProcessLookupError:
-            pass
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
@@ -325,10 +324,8 @@ def main(spec_path: str) -> None:
         })  # fmt: skip
         _announce(f"failed {failure.decode('utf-8', 'replace')}")
         return
-    try:
+    with contextlib.suppress(OSError, IndexError, ValueError):
         state["pidStartTicks"] = _process_start_ticks(pid)
-    except (OSError, IndexError, ValueError):
-        pass
     _write_json(spec["stateFile"], state)
     _announce(f"started {pid}")
     raw = _relay(pid, {out_r: "stdout", err_r: "stderr"}, LogWriter(spec["logFile"]))
@@ -343,10 +340,8 @@ def main(spec_path: str) -> None:
 
 def _announce(line: str) -> None:
     """Tell the agent (if it is still listening) and let go of its pipe."""
-    try:
+    with contextlib.suppress(OSError):
         os.write(1, (line.replace("\n", " ") + "\n").encode())
-    except OSError:
-        pass
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     os.close(null)

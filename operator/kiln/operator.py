@@ -1,0 +1,47 @@
+"""`kiln-operator`: runs the kopf handlers of every Kiln kind.
+
+kopf keeps its progress and last-handled state in `kiln.dev/…` annotations (DESIGN §5), and
+handlers never return values: a strict status schema would silently drop what kopf writes
+under `status.<handler-id>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import kopf
+
+from kiln.settings import OperatorSettings
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kiln.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="kiln.dev", key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 30
+    # Pods, ModelVersions and Deployments are created by create-and-check, so a retried
+    # handler never duplicates them; errors are retried with back-off, not forever fast.
+    settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="kiln-operator")
+    parser.add_argument("--liveness", default="http://0.0.0.0:8081/healthz")
+    parser.add_argument("--standalone", action="store_true", help="no peering with replicas")
+    args = parser.parse_args(argv)
+    import kiln.handlers  # noqa: F401  (registers the handlers with kopf)
+
+    settings = OperatorSettings.from_env()
+    kopf.configure(verbose=False)
+    kopf.run(
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        standalone=args.standalone,
+        liveness_endpoint=args.liveness,
+    )

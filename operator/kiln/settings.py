@@ -1,0 +1,29 @@
+"""Operator configuration, read once from the environment (the operator Deployment sets it)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    # Images the operator puts into the pods it creates, unless a resource names its own.
+    trainer_image: str = "kiln/trainer:0.1.0"
+    server_image: str = "kiln/server:0.1.0"
+    # Where canary analysis queries metrics.
+    prometheus_url: str = "http://prometheus.monitoring.svc:9090"
+    # Namespaces to watch; empty means the whole cluster.
+    namespaces: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> OperatorSettings:
+        e = dict(os.environ if env is None else env)
+        defaults = cls()
+        namespaces = tuple(n for n in e.get("KILN_NAMESPACES", "").split(",") if n.strip())
+        return cls(
+            trainer_image=e.get("KILN_TRAINER_IMAGE", defaults.trainer_image),
+            server_image=e.get("KILN_SERVER_IMAGE", defaults.server_image),
+            prometheus_url=e.get("KILN_PROMETHEUS_URL", defaults.prometheus_url),
+            namespaces=namespaces,
+        )
