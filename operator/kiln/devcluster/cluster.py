@@ -174,12 +174,16 @@ class Cluster:
             self._start(comps["kube-apiserver"], timeout=90)
         with _step("bootstrap objects (kiln-system, RBAC, StorageClass)"):
             self.kubectl("apply", "-f", str(self._bootstrap_manifest()))
-        with _step("controller-manager, scheduler, node agent, kube-proxy, Prometheus, S3"):
-            rest = [n for n in comps if n not in ("etcd", "kube-apiserver")]
+        with _step("controller-manager, scheduler, node agent, Prometheus, S3"):
+            rest = [n for n in comps if n not in ("etcd", "kube-apiserver", "kube-proxy")]
             for name in rest:
                 self._spawn(comps[name])
             for name in rest:
                 self._wait_healthy(comps[name], timeout=90)
+        # kube-proxy reads the node's IPs at start and exits when they change, so it starts
+        # once the node agent has registered the Node with its InternalIP.
+        with _step("kube-proxy"):
+            self._start(comps["kube-proxy"], timeout=60)
         with _step("default ServiceAccount"):
             self._wait(
                 lambda: (

@@ -112,7 +112,6 @@ def kube_proxy(bin_dir: Path, paths: ClusterPaths) -> list[str]:
         # pod would bypass the host's conntrack. Masquerading every service hop makes the
         # reply come back through the host, so ClusterIPs work pod-to-pod too.
         "--masquerade-all",
-        "--bind-address=127.0.0.1",
         "--healthz-bind-address=127.0.0.1:10256",
         "--metrics-bind-address=127.0.0.1:10249",
         # Leave the host's conntrack table size alone.

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import socket
+from typing import Any
 
 import numpy as np
 import pytest
-
-from tests.component.server.conftest import ServerProcess
+from tests.support.serve_process import ServerProcess, free_port
 from tests.support.serving import MALFORMED_BODIES, infer_body, iris, iris_logistic_regression
 
 pytestmark = pytest.mark.component
@@ -17,35 +18,47 @@ pytestmark = pytest.mark.component
 INFER = "/v2/models/iris/infer"
 
 
-def test_predictions_equal_estimator_predict(server: ServerProcess) -> None:
+def test_predictions_equal_estimator_predict(shared_server: ServerProcess) -> None:
     features, _ = iris()
     rows = features[np.random.default_rng(1).choice(150, size=100)]
-    status, body = server.json("POST", INFER, infer_body(rows, datatype="FP64", id="batch-1"))
+    status, body = shared_server.json(
+        "POST", INFER, infer_body(rows, datatype="FP64", id="batch-1")
+    )
     assert status == 200
     assert body["id"] == "batch-1"
     assert body["outputs"][0]["shape"] == [100]
     assert body["outputs"][0]["data"] == iris_logistic_regression().predict(rows).tolist()
 
 
-def test_versioned_infer_path_and_metadata(server: ServerProcess) -> None:
-    assert server.json("POST", "/v2/models/iris/versions/7/infer", infer_body([[5.1, 3.5, 1.4, 0.2]]))[0] == 200
-    status, metadata = server.json("GET", "/v2/models/iris/versions/7")
+def test_versioned_infer_path_and_metadata(shared_server: ServerProcess) -> None:
+    assert (
+        shared_server.json(
+            "POST", "/v2/models/iris/versions/7/infer", infer_body([[5.1, 3.5, 1.4, 0.2]])
+        )[0]
+        == 200
+    )
+    status, metadata = shared_server.json("GET", "/v2/models/iris/versions/7")
     assert status == 200
     assert metadata["inputs"][0]["shape"] == [-1, 4]
-    assert server.json("POST", "/v2/models/iris/versions/6/infer", infer_body([[1, 2, 3, 4]]))[0] == 404
+    assert (
+        shared_server.json("POST", "/v2/models/iris/versions/6/infer", infer_body([[1, 2, 3, 4]]))[
+            0
+        ]
+        == 404
+    )
 
 
 @pytest.mark.parametrize(("label", "body"), MALFORMED_BODIES, ids=[m[0] for m in MALFORMED_BODIES])
 def test_malformed_requests_get_400_over_http(
-    server: ServerProcess, label: str, body: bytes
+    shared_server: ServerProcess, label: str, body: bytes
 ) -> None:
-    status, payload, headers = server.request("POST", INFER, body)
+    status, payload, headers = shared_server.request("POST", INFER, body)
     assert status == 400, payload
     assert headers["content-type"] == "application/json"
     assert json.loads(payload)["error"]
 
 
-def test_fuzzed_bodies_never_get_a_500(server: ServerProcess) -> None:
+def test_fuzzed_bodies_never_get_a_500(shared_server: ServerProcess) -> None:
     generator = random.Random(7)
     valid = infer_body([[5.1, 3.5, 1.4, 0.2], [6.0, 2.2, 5.0, 1.5]], id="f")
     statuses: set[int] = set()
@@ -54,24 +67,24 @@ def test_fuzzed_bodies_never_get_a_500(server: ServerProcess) -> None:
         for _ in range(generator.randint(1, 3)):
             position = generator.randrange(len(body))
             body[position] = generator.randrange(256)
-        status, _, _ = server.request("POST", INFER, bytes(body))
+        status, _, _ = shared_server.request("POST", INFER, bytes(body))
         statuses.add(status)
     assert statuses <= {200, 400}, statuses
     assert 400 in statuses
-    assert server.request("GET", "/v2/health/ready")[0] == 200  # still healthy
+    assert shared_server.request("GET", "/v2/health/ready")[0] == 200  # still healthy
 
 
-def test_too_large_body_gets_413_and_the_answer_is_readable(server: ServerProcess) -> None:
+def test_too_large_body_gets_413_and_the_answer_is_readable(shared_server: ServerProcess) -> None:
     body = b'{"inputs": [' + b" " * 200_000 + b"]}"
-    status, payload, _ = server.request("POST", INFER, body)
+    status, payload, _ = shared_server.request("POST", INFER, body)
     assert status == 413
     assert "larger than 65536" in json.loads(payload)["error"]
 
 
 def test_expect_continue_with_a_too_large_length_is_refused_before_the_body(
-    server: ServerProcess,
+    shared_server: ServerProcess,
 ) -> None:
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", shared_server.port), timeout=5) as sock:
         sock.sendall(
             b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n"
             b"Expect: 100-continue\r\n\r\n"
@@ -80,14 +93,14 @@ def test_expect_continue_with_a_too_large_length_is_refused_before_the_body(
     assert answer.startswith(b"HTTP/1.1 413 ")
 
 
-def test_garbage_instead_of_http_gets_400(server: ServerProcess) -> None:
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+def test_garbage_instead_of_http_gets_400(shared_server: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", shared_server.port), timeout=5) as sock:
         sock.sendall(b"\x16\x03\x01 this is not http\r\n\r\n")
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 400 ")
 
 
-def test_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None:
+def test_pipelined_requests_are_answered_in_order(shared_server: ServerProcess) -> None:
     first = infer_body([[5.1, 3.5, 1.4, 0.2]], id="first")
     second = infer_body([[7.7, 3.0, 6.1, 2.3]], id="second")
 
@@ -97,7 +110,7 @@ def test_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None
 
     health = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
     close = b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", shared_server.port), timeout=5) as sock:
         sock.sendall(post(first) + health + post(second) + close)
         received = b""
         while chunk := sock.recv(65536):
@@ -126,27 +139,24 @@ def test_metrics_endpoint_reports_the_traffic(server: ServerProcess) -> None:
     assert f"kiln_model_ready{{{labels}}} 1.0" in exposition
 
 
-def test_separate_metrics_port(start_server) -> None:  # type: ignore[no-untyped-def]
-    from tests.component.server.conftest import free_port
-
+def test_separate_metrics_port(start_server: Any) -> None:
     metrics_port = free_port()
-    server = start_server(f"--metrics-port={metrics_port}")
+    server: ServerProcess = start_server(f"--metrics-port={metrics_port}")
     server.wait_ready()
     assert server.request("GET", "/metrics")[0] == 404  # not on the inference port
-    inference_port = server.port
-    server.port = metrics_port
-    try:
-        status, text, _ = server.request("GET", "/metrics")
-    finally:
-        server.port = inference_port
-    assert status == 200
-    assert b"kiln_inference_requests_total" in text or b"kiln_model_ready" in text
+    connection = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=10)
+    connection.request("GET", "/metrics")
+    response = connection.getresponse()
+    text = response.read()
+    connection.close()
+    assert response.status == 200
+    assert b'kiln_model_ready{model="iris",track="canary",version="7"} 1.0' in text
 
 
-def test_tritonclient_gets_correct_predictions(server: ServerProcess) -> None:
+def test_tritonclient_gets_correct_predictions(shared_server: ServerProcess) -> None:
     import tritonclient.http as triton
 
-    client = triton.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+    client = triton.InferenceServerClient(url=f"127.0.0.1:{shared_server.port}")
     assert client.is_server_live()
     assert client.is_server_ready()
     assert client.is_model_ready("iris")
@@ -176,11 +186,11 @@ def test_tritonclient_gets_correct_predictions(server: ServerProcess) -> None:
     client.close()
 
 
-def test_tritonclient_sees_a_clear_error_for_a_wrong_shape(server: ServerProcess) -> None:
+def test_tritonclient_sees_a_clear_error_for_a_wrong_shape(shared_server: ServerProcess) -> None:
     import tritonclient.http as triton
     from tritonclient.utils import InferenceServerException
 
-    client = triton.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+    client = triton.InferenceServerClient(url=f"127.0.0.1:{shared_server.port}")
     tensor = triton.InferInput("input-0", [2, 3], "FP64")
     tensor.set_data_from_numpy(np.zeros((2, 3)), binary_data=False)
     with pytest.raises(InferenceServerException, match=r"expected shape \[N, 4\]"):

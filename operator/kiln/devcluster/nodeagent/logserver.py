@@ -7,6 +7,7 @@ apiserver's kubelet client certificate).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import ssl
 from collections.abc import Callable
@@ -89,7 +90,9 @@ def build_app(find_pod: FindPod) -> web.Application:
         await response.prepare(request)
         await response.write(body)
         sent = len(body)
-        await _follow(response, runtime, path, len(data), options, sent)
+        # The client ending a follow (kubectl interrupted) is the normal way out.
+        with contextlib.suppress(ConnectionResetError):
+            await _follow(response, runtime, path, len(data), options, sent)
         return response
 
     app = web.Application()

@@ -1,0 +1,146 @@
+"""kiln-serve as a process: fail-closed loading, graceful SIGTERM drain, several workers."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.support.serve_process import ServerProcess
+from tests.support.serving import infer_body, iris_logistic_regression
+
+pytestmark = pytest.mark.component
+
+INFER = "/v2/models/iris/infer"
+ROW = [[6.8, 2.8, 4.8, 1.4]]
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def test_tampered_artifact_never_becomes_ready(
+    start_server: Any, artifact: tuple[Path, str]
+) -> None:
+    path, digest = artifact
+    path.write_bytes(path.read_bytes() + b"\0")
+    server: ServerProcess = start_server()
+    server.wait_listening()
+    wait_for(lambda: "IntegrityError" in server.logs())
+    status, body = server.json("GET", "/v2/health/ready")
+    assert status == 503
+    assert "IntegrityError" in body["error"]
+    assert "does not match the expected " + digest in body["error"]
+    assert server.json("GET", "/v2/health/live")[0] == 200
+    assert server.json("POST", INFER, infer_body(ROW))[0] == 503
+    time.sleep(0.5)
+    assert server.process.poll() is None  # stays up, so Kubernetes shows it NotReady
+    log_line = next(line for line in server.logs().splitlines() if "IntegrityError" in line)
+    assert json.loads(log_line)["level"] == "ERROR"
+    assert server.stop() == 0
+
+
+def test_exit_on_load_failure_exits_nonzero(start_server: Any) -> None:
+    server: ServerProcess = start_server("--exit-on-load-failure", sha256="0" * 64)
+    assert server.process.wait(timeout=60) == 1
+    assert "IntegrityError" in server.logs()
+
+
+def test_pickle_artifact_is_refused_without_allow_pickle(start_server: Any, tmp_path: Path) -> None:
+    import hashlib
+
+    data = pickle.dumps(iris_logistic_regression())
+    path = tmp_path / "model.pkl"
+    path.write_bytes(data)
+    server: ServerProcess = start_server(
+        "--model-format=pickle", path=path, sha256=hashlib.sha256(data).hexdigest()
+    )
+    server.wait_listening()
+    wait_for(lambda: "UntrustedArtifact" in server.logs())
+    status, body = server.json("GET", "/v2/health/ready")
+    assert status == 503
+    assert "--allow-pickle" in body["error"]
+
+
+def test_sigterm_turns_readiness_false_then_keeps_serving_during_the_drain_delay(
+    start_server: Any,
+) -> None:
+    server: ServerProcess = start_server("--drain-delay-seconds=2")
+    server.wait_ready()
+    server.process.send_signal(signal.SIGTERM)
+    wait_for(lambda: server.request("GET", "/v2/health/ready")[0] == 503)
+    assert server.json("GET", "/v2/health/ready")[1]["error"] == "server is shutting down"
+    assert server.json("POST", INFER, infer_body(ROW))[0] == 200  # still serving
+    assert server.process.wait(timeout=20) == 0
+
+
+def test_sigterm_finishes_in_flight_requests_closes_idle_ones_and_exits_zero(
+    start_server: Any,
+) -> None:
+    server: ServerProcess = start_server()
+    server.wait_ready()
+    body = infer_body(ROW, id="in-flight")
+    head = (f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    in_flight = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    idle = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    idle.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert idle.recv(4096).startswith(b"HTTP/1.1 200")  # a kept-alive, now idle connection
+    in_flight.sendall(head + body[:10])  # the request is half received
+    time.sleep(0.2)
+
+    server.process.send_signal(signal.SIGTERM)
+    assert idle.recv(4096) == b""  # the idle connection is closed by the server
+    wait_for(lambda: _refused(server.port))  # no new connections are accepted
+    in_flight.sendall(body[10:])
+    answer = b""
+    while chunk := in_flight.recv(65536):
+        answer += chunk
+    in_flight.close()
+    idle.close()
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b"connection: close" in answer.lower()
+    payload = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert payload["id"] == "in-flight"
+    assert payload["outputs"][0]["data"] == iris_logistic_regression().predict(ROW).tolist()
+    assert server.process.wait(timeout=20) == 0
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_two_workers_share_the_port_and_report_metrics_together(start_server: Any) -> None:
+    server: ServerProcess = start_server("--workers=2")
+    server.wait_ready()
+    wait_for(lambda: all(_ready_once(server) for _ in range(20)), timeout=60)
+    expected = iris_logistic_regression().predict(ROW).tolist()
+    for _ in range(40):  # a new connection each: the kernel spreads them over the workers
+        status, body = server.json("POST", INFER, infer_body(ROW))
+        assert status == 200
+        assert body["outputs"][0]["data"] == expected
+    time.sleep(1.5)  # workers publish their totals every second
+    for _ in range(10):  # whichever worker answers the scrape reports the pod's total
+        status, text, _ = server.request("GET", "/metrics")
+        match = re.search(rb'kiln_inference_requests_total\{code="200",[^}]*\} (\d+)', text)
+        assert match is not None
+        assert int(match.group(1)) == 40
+    assert server.stop() == 0
+
+
+def _ready_once(server: ServerProcess) -> bool:
+    return server.request("GET", "/v2/health/ready")[0] == 200
