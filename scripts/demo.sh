@@ -23,9 +23,14 @@ say "A 2-replica Deployment served by the node agent"
 kubectl apply -f examples/hello/ >/dev/null
 kubectl rollout status deployment/hello -n kiln-demo --timeout=90s
 kubectl get pods -n kiln-demo -o wide
+for _ in $(seq 50); do  # the EndpointSlice follows readiness a moment later
+  [ "$(kubectl get endpointslice -n kiln-demo -l kubernetes.io/service-name=hello \
+       -o jsonpath='{range .items[*].endpoints[*]}{.conditions.ready}{"\n"}{end}' | grep -c true)" = 2 ] && break
+  sleep 0.2
+done
 ip=$(kubectl get svc hello -n kiln-demo -o jsonpath='{.spec.clusterIP}')
 say "Calling the Service ClusterIP $ip four times (kube-proxy balances across the pods)"
-for _ in 1 2 3 4; do curl -s "http://$ip/"; echo; done
+for _ in 1 2 3 4 5 6; do curl -s "http://$ip/"; echo; done
 
 say "Prometheus sees the pods it scrapes"
 sleep 6

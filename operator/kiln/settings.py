@@ -15,6 +15,12 @@ class OperatorSettings:
     prometheus_url: str = "http://prometheus.monitoring.svc:9090"
     # Namespaces to watch; empty means the whole cluster.
     namespaces: tuple[str, ...] = field(default_factory=tuple)
+    # Artifact location and S3 endpoint for TrainingJobs that do not set spec.output.
+    artifact_uri: str | None = None
+    s3_endpoint: str | None = None
+    # The operator's own /metrics (0 disables it) and its reconcile concurrency.
+    metrics_port: int = 8080
+    workers: int = 32
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorSettings:
@@ -26,4 +32,8 @@ class OperatorSettings:
             server_image=e.get("KILN_SERVER_IMAGE", defaults.server_image),
             prometheus_url=e.get("KILN_PROMETHEUS_URL", defaults.prometheus_url),
             namespaces=namespaces,
+            artifact_uri=e.get("KILN_ARTIFACT_URI") or None,
+            s3_endpoint=e.get("KILN_S3_ENDPOINT") or None,
+            metrics_port=int(e.get("KILN_METRICS_PORT", defaults.metrics_port)),
+            workers=int(e.get("KILN_WORKERS", defaults.workers)),
         )

@@ -52,6 +52,29 @@ FETCHER = textwrap.dedent(
 )
 
 
+# Fetch one URL N times over fresh connections and report the distinct answers.
+SERVICE_FETCHER = textwrap.dedent(
+    """
+    import json, sys, urllib.request
+    url, count = sys.argv[1], int(sys.argv[2])
+    seen = sorted({urllib.request.urlopen(url, timeout=5).read().decode() for _ in range(count)})
+    open("/dev/termination-log", "w").write(json.dumps(seen))
+    """
+)
+
+
+def _service_endpoints(kube: Kube, namespace: str, service: str) -> int:
+    slices = client.DiscoveryV1Api(kube.api).list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={service}"
+    )
+    return sum(
+        1
+        for s in slices.items
+        for e in s.endpoints or []
+        if e.conditions is None or e.conditions.ready
+    )
+
+
 def _ready_pods(kube: Kube, namespace: str, selector: str) -> list[client.V1Pod]:
     pods = kube.core.list_namespaced_pod(namespace, label_selector=selector).items
     return [
@@ -108,6 +131,27 @@ def test_deployment_pods_get_distinct_ips_answer_and_are_replaced_and_collected(
     )
     fetched = json.loads(termination_message(wait_pod_done(kube.core, namespace, "fetch")))
     assert fetched == urls
+
+    # A Service's ClusterIP spreads new connections over both pods (kube-proxy), from a pod.
+    service = kube.core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "hello"},
+            "spec": {"selector": {"app": "hello"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+    )
+    wait_for(lambda: _service_endpoints(kube, namespace, "hello") == 2, 30, "2 ready endpoints")
+    cluster_ip = service.spec.cluster_ip
+    kube.core.create_namespaced_pod(
+        namespace,
+        pod_manifest(
+            "via-service",
+            [python_container("fetch", SERVICE_FETCHER, args=[f"http://{cluster_ip}/", "30"])],
+        ),
+    )
+    answers = json.loads(termination_message(wait_pod_done(kube.core, namespace, "via-service")))
+    # 30 connections all landing on one pod would happen with probability 2 * 0.5**30.
+    assert set(answers) == names
 
     # A deleted pod is replaced by a new one (the ReplicaSet controller + node agent).
     victim = sorted(names)[0]

@@ -231,7 +231,19 @@ def openapi_schema(model: type[BaseModel]) -> JsonSchema:
         "description": "APIVersion of this representation of the object.",
     }
     props["kind"] = {"type": "string", "description": "Kind of the object."}
-    props["metadata"] = {"type": "object"}
+    # The apiserver allows only name/generateName constraints under metadata. A bounded name
+    # keeps CEL rules that read it within the cost budget, and 63 characters keeps every
+    # name Kiln derives from it (labels, pods, Deployments) valid.
+    props["metadata"] = {
+        "type": "object",
+        "properties": {
+            "name": {
+                "type": "string",
+                "maxLength": 63,
+                "description": "Object name (at most 63 characters).",
+            }
+        },
+    }
     props["status"] = _strip_defaults(props["status"])
     props["spec"].pop("default", None)
     schema["required"] = ["spec"]

@@ -20,6 +20,7 @@ from kiln.api.common import (
     ResourceRequirements,
 )
 from kiln.api.fields import ContainerImage, ModelName, ModelVersionName
+from kiln.api.training_job import S3CredentialsReference
 
 DeploymentPhase = Literal["Progressing", "Promoted", "RolledBack", "Paused", "Failed"]
 AnalysisOutcome = Literal["Successful", "Failed", "Inconclusive", "Error"]
@@ -196,6 +197,20 @@ class GatewaySpec(KilnModel):
     http_route: HTTPRouteSpec = Field(description="The managed HTTPRoute.")
 
 
+class ArtifactStoreAccess(KilnModel):
+    """How the server pods reach s3:// artifacts (credentials by Secret reference only)."""
+
+    s3_endpoint: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="S3 endpoint URL for S3-compatible stores.",
+    )
+    credentials_secret_ref: S3CredentialsReference | None = Field(
+        default=None, description="Secret with the S3 access key id and secret access key."
+    )
+
+
 class ModelDeploymentSpec(KilnModel):
     """Which version to serve, and how to roll a new one out."""
 
@@ -241,6 +256,9 @@ class ModelDeploymentSpec(KilnModel):
         default=None,
         description="Gateway API routing; weights are realised by replica ratio when absent.",
     )
+    artifact_store: ArtifactStoreAccess | None = Field(
+        default=None, description="S3 endpoint and credentials the server pods use."
+    )
 
     @model_validator(mode="after")
     def _one_selector(self) -> ModelDeploymentSpec:
@@ -281,8 +299,19 @@ class ModelDeploymentStatus(KilnModel):
     canary_version: str | None = Field(
         default=None, max_length=253, description="Version under analysis, if any."
     )
+    target_version: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The version the deployment is converging to (explicit or latest Approved).",
+    )
     canary_weight: int = Field(
-        default=0, ge=0, le=100, description="Effective canary traffic share in percent."
+        default=0,
+        ge=0,
+        le=100,
+        description="Effective canary traffic share in percent (replica ratio or route weight).",
+    )
+    step_weight: int = Field(
+        default=0, ge=0, le=100, description="Weight the current step asks for, in percent."
     )
     current_step: int = Field(default=0, ge=0, description="Index into spec.canary.steps.")
     step_started_time: datetime | None = Field(
@@ -291,8 +320,33 @@ class ModelDeploymentStatus(KilnModel):
     rollout_started_time: datetime | None = Field(
         default=None, description="When the current rollout began (progress deadline)."
     )
+    last_analysis_time: datetime | None = Field(
+        default=None, description="When the last analysis of this rollout ran."
+    )
+    last_analysis_outcome: AnalysisOutcome | None = Field(
+        default=None, description="Overall outcome of the last analysis."
+    )
+    paused_time: datetime | None = Field(
+        default=None,
+        description="When a person paused the rollout (the progress deadline does not run "
+        "while paused).",
+    )
     failed_analyses: int = Field(default=0, ge=0, description="Failed analyses so far.")
-    inconclusive_analyses: int = Field(default=0, ge=0, description="Inconclusive analyses so far.")
+    inconclusive_analyses: int = Field(
+        default=0, ge=0, description="Inconclusive analyses in a row (reset by a success)."
+    )
+    failed_version: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Version that was rolled back or failed; not retried until a newer "
+        "version, a spec change or `kiln.dev/retry`.",
+    )
+    reason: str | None = Field(
+        default=None,
+        max_length=MAX_SHORT_TEXT,
+        description="CamelCase reason of the last outcome (e.g. AnalysisFailed, "
+        "IntegrityError, Aborted, ProgressDeadlineExceeded, InconclusiveAnalysis).",
+    )
     stable_replicas: int = Field(default=0, ge=0, description="Replicas of the stable track.")
     canary_replicas: int = Field(default=0, ge=0, description="Replicas of the canary track.")
     message: str | None = Field(
@@ -324,6 +378,7 @@ __all__ = [
     "MAX_SHORT_TEXT",
     "AnalysisOutcome",
     "AnalysisResult",
+    "ArtifactStoreAccess",
     "BuiltinChecks",
     "CanarySpec",
     "DeploymentPhase",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from kiln.api.cel import rule, rules
 from kiln.api.common import (
@@ -183,14 +183,9 @@ class ModelVersionStatus(KilnModel):
 class ModelVersion(KilnModel):
     """A ModelVersion object as stored by the apiserver."""
 
-    model_config = ConfigDict(
-        json_schema_extra=rules(
-            rule(
-                "self.metadata.name == self.spec.model + '-v' + string(self.spec.version)",
-                "metadata.name must be <spec.model>-v<spec.version>",
-            )
-        )
-    )
+    # No CEL rule ties metadata.name to <model>-v<version>: the apiserver estimates
+    # metadata.name as unbounded, so any rule reading it exceeds the CRD cost budget.
+    # The operator is the one that names versions (core.registry).
 
     api_version: Literal["kiln.dev/v1alpha1"] = Field(
         default="kiln.dev/v1alpha1", description="API version."

@@ -107,6 +107,8 @@ def _environment(job: TrainingJob, run: int, defaults: TrainerDefaults) -> list[
         {"name": TRAIN_SPEC_ENV, "value": json.dumps(train_spec(job, run, defaults))},
         {"name": "HOME", "value": "/tmp"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
+        # Credentials come from a Secret: boto3 must never probe the metadata address.
+        {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"},
     ]
     endpoint = spec.output.s3_endpoint or defaults.s3_endpoint
     if endpoint:

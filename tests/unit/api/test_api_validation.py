@@ -134,12 +134,6 @@ def test_modelversion_spec_is_immutable() -> None:
     assert validate(VALID_MV, CRDS["ModelVersion"], old=VALID_MV) == []
 
 
-def test_modelversion_name_must_match_model_and_version() -> None:
-    wrong = _with(VALID_MV, "metadata.name", "iris-v4")
-    errors = validate(wrong, CRDS["ModelVersion"])
-    assert any("metadata.name must be <spec.model>-v<spec.version>" in e for e in errors)
-
-
 def test_modelversion_rejects_a_bad_digest_and_format() -> None:
     bad_digest = _with(VALID_MV, "spec.artifact.sha256", "A" * 64)
     assert any("spec.artifact.sha256" in e for e in validate(bad_digest, CRDS["ModelVersion"]))

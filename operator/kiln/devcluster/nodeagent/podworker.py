@@ -62,6 +62,19 @@ RESYNC_SECONDS = 10.0
 DEFAULT_GRACE_SECONDS = 30
 
 
+class StartupTrace:
+    """Offsets (ms) of a pod's start-up steps since its worker began, logged once Running."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.steps: dict[str, float] = {}
+        self.logged = False
+
+    def mark(self, step: str) -> None:
+        if not self.logged:
+            self.steps.setdefault(step, round((time.monotonic() - self.t0) * 1000, 1))
+
+
 def _terminated(data: Mapping[str, Any]) -> Terminated:
     return Terminated(
         exit_code=int(data["exitCode"]),
@@ -199,6 +212,7 @@ class PodWorker:
             for c in spec.get("containers") or []
         ]
         self.task: asyncio.Task[None] | None = None
+        self.trace = StartupTrace()
 
     # -- identity ---------------------------------------------------------------------
     @property

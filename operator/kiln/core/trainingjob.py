@@ -1,0 +1,245 @@
+"""The whole TrainingJob: which runs to start, and the status that sums its runs up.
+
+`core.training.decide_run` steps one run; this module decides around it, purely:
+
+- `plan_triggers`: does a new numbered run start now? (first run on create, a spec change,
+  the cron schedule, a dataset digest/ETag change, a `kiln.dev/retrain` annotation), under
+  the concurrency policy and `suspend`;
+- `summarize`: the TrainingJob status (top-level fields mirror the newest run) and its
+  kstatus conditions, from the run records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from kiln.api.common import Condition
+from kiln.api.training_job import RunRecord, TrainingJob, TrainingJobStatus
+from kiln.core import conditions as cond
+from kiln.core.schedule import (
+    active_runs,
+    check_schedule,
+    dataset_changed,
+    decide_trigger,
+    next_run_number,
+    runs_to_prune,
+    schedule_error,
+)
+
+RETRAIN_ANNOTATION = "kiln.dev/retrain"
+RETRAIN_HANDLED_ANNOTATION = "kiln.dev/retrain-handled"
+
+# Reasons of the job-level conditions and Events.
+INVALID_SPEC = "InvalidSpec"
+REPLACED = "Replaced"
+SKIPPED = "RunSkipped"
+RUN_STARTED = "RunStarted"
+SUSPENDED = "Suspended"
+
+
+@dataclass(frozen=True)
+class TriggerPlan:
+    """What the triggers ask for at `now`."""
+
+    # The trigger that starts a new run now (None: no new run).
+    start: str | None = None
+    # Active runs to cancel first (concurrencyPolicy Replace).
+    cancel: list[int] = field(default_factory=list)
+    # Status bookkeeping to write whether or not a run starts.
+    last_schedule_time: datetime | None = None
+    dataset_digest: str | None = None
+    observed_generation: int | None = None
+    # Set when a `kiln.dev/retrain` request was consumed: the value to record as handled.
+    retrain_handled: str | None = None
+    # When the triggers need a look again (the next cron time).
+    next_check: datetime | None = None
+    events: list[tuple[str, str]] = field(default_factory=list)
+    # A spec the operator cannot act on (bad cron): Stalled with this message.
+    stalled: str | None = None
+
+
+def plan_triggers(
+    job: TrainingJob,
+    now: datetime,
+    observed_digest: str | None = None,
+) -> TriggerPlan:
+    """Which trigger (if any) starts a run now, under the concurrency policy."""
+    status = job.status
+    triggers = job.spec.triggers
+    generation = job.metadata.generation
+    annotations = job.metadata.annotations
+    suspended = triggers is not None and triggers.suspend
+    policy = triggers.concurrency_policy if triggers is not None else "Forbid"
+
+    last_schedule = status.last_schedule_time
+    digest = status.dataset_digest
+    observed_generation = status.observed_generation
+    next_check: datetime | None = None
+    events: list[tuple[str, str]] = []
+    fired: list[str] = []
+
+    if triggers is not None and triggers.schedule:
+        error = schedule_error(triggers.schedule)
+        if error is not None:
+            return TriggerPlan(stalled=f"spec.triggers.schedule: {error}")
+        created = job.metadata.creation_timestamp or now
+        check = check_schedule(triggers.schedule, last_schedule, created, now)
+        next_check = check.next_time
+        if check.due is not None:
+            fired.append("schedule")
+            last_schedule = check.due
+
+    if triggers is not None and triggers.dataset_change is not None:
+        if dataset_changed(digest, observed_digest):
+            fired.append("datasetChange")
+        if observed_digest is not None:
+            digest = observed_digest
+
+    retrain = annotations.get(RETRAIN_ANNOTATION)
+    retrain_handled = None
+    if retrain and retrain != annotations.get(RETRAIN_HANDLED_ANNOTATION):
+        fired.append("manual")
+        retrain_handled = retrain
+
+    first_run = status.run == 0 and not status.runs
+    spec_changed = (
+        not first_run and generation is not None and observed_generation != generation
+    )
+
+    start: str | None = None
+    cancel: list[int] = []
+    if first_run:
+        observed_generation = generation
+        if suspended:
+            events.append((SUSPENDED, "spec.triggers.suspend is set: no run starts"))
+        else:
+            start = "create"
+    elif spec_changed or fired:
+        decision = decide_trigger(policy, status.runs, suspended)
+        label = "spec" if spec_changed else fired[0]
+        if decision.start:
+            start = label
+            cancel = decision.cancel_runs
+            observed_generation = generation
+        elif spec_changed and decision.reason == "Forbidden":
+            # A new spec is never dropped: it runs once the active run is over.
+            events.append((SKIPPED, "spec changed during a run: a new run follows it"))
+        else:
+            observed_generation = generation
+            what = ", ".join(["spec" if spec_changed else "", *fired]).strip(", ")
+            events.append((SKIPPED, f"trigger {what} skipped: {decision.reason}"))
+    return TriggerPlan(
+        start=start,
+        cancel=cancel,
+        last_schedule_time=last_schedule,
+        dataset_digest=digest,
+        observed_generation=observed_generation,
+        retrain_handled=retrain_handled,
+        next_check=next_check,
+        events=events,
+    )
+
+
+def new_run(status: TrainingJobStatus, trigger: str, now: datetime) -> RunRecord:
+    """The record of a run that starts now, numbered after every run ever started."""
+    return RunRecord(
+        run=next_run_number(status.run, status.runs),
+        phase="Pending",
+        trigger=trigger,
+        attempts=0,
+        start_time=now,
+    )
+
+
+def cancel_run(run: RunRecord, now: datetime) -> RunRecord:
+    return run.model_copy(
+        update={
+            "phase": "Failed",
+            "reason": REPLACED,
+            "message": "replaced by a newer run (concurrencyPolicy Replace)",
+            "completion_time": now,
+            "next_attempt_time": None,
+        }
+    )
+
+
+def prune(runs: list[RunRecord], job: TrainingJob) -> tuple[list[RunRecord], list[int]]:
+    """Runs kept in the status, and the run numbers whose pods go (history limits)."""
+    triggers = job.spec.triggers
+    succeeded_limit = triggers.successful_runs_history_limit if triggers else 3
+    failed_limit = triggers.failed_runs_history_limit if triggers else 1
+    # The newest run is always kept: the status mirrors it.
+    newest = max((r.run for r in runs), default=0)
+    gone = [n for n in runs_to_prune(runs, succeeded_limit, failed_limit) if n != newest]
+    return [r for r in runs if r.run not in gone], gone
+
+
+def summarize(
+    job: TrainingJob,
+    runs: list[RunRecord],
+    now: datetime,
+    *,
+    plan: TriggerPlan | None = None,
+    stalled: tuple[str, str] | None = None,
+) -> TrainingJobStatus:
+    """The status of the job: the newest run's fields on top, and the conditions."""
+    previous = job.status
+    generation = job.metadata.generation
+    runs = sorted(runs, key=lambda r: r.run)
+    newest = runs[-1] if runs else None
+    succeeded = [r for r in runs if r.phase == "Succeeded"]
+    last_success = succeeded[-1] if succeeded else None
+    conditions: list[Condition] = list(previous.conditions)
+    observed = plan.observed_generation if plan else previous.observed_generation
+
+    if stalled is not None:
+        conditions = cond.mark_stalled(conditions, stalled[0], stalled[1], now, generation)
+    elif newest is None:
+        conditions = cond.mark_reconciling(
+            conditions, SUSPENDED, "no run has started", now, generation
+        )
+    elif active_runs(runs):
+        active = active_runs(runs)[-1]
+        reason = "Retrying" if active.next_attempt_time is not None else active.phase
+        message = active.message or f"run {active.run} attempt {active.attempts} is {active.phase}"
+        conditions = cond.mark_reconciling(conditions, reason, message, now, observed)
+    elif newest.phase == "Succeeded":
+        message = f"run {newest.run} succeeded"
+        if newest.model_version:
+            message += f" and registered {newest.model_version}"
+        conditions = cond.mark_ready(conditions, "Succeeded", message, now, observed)
+        conditions = cond.remove_condition(conditions, "Failed")
+    else:
+        reason = newest.reason or "Failed"
+        message = newest.message or f"run {newest.run} failed"
+        conditions = cond.mark_failed(conditions, reason, message, now, observed)
+        conditions = cond.set_condition(conditions, "Failed", "True", reason, message, now, observed)
+
+    return TrainingJobStatus(
+        observed_generation=observed,
+        phase=newest.phase if newest else None,
+        run=max([previous.run, *(r.run for r in runs)]),
+        attempts=newest.attempts if newest else 0,
+        current_pod=newest.pod if newest else None,
+        start_time=newest.start_time if newest else None,
+        completion_time=newest.completion_time if newest else None,
+        next_attempt_time=newest.next_attempt_time if newest else None,
+        metrics=previous.metrics,
+        model_version=(last_success.model_version if last_success else None)
+        or previous.model_version,
+        dataset_digest=plan.dataset_digest if plan else previous.dataset_digest,
+        last_schedule_time=plan.last_schedule_time if plan else previous.last_schedule_time,
+        runs=runs,
+        conditions=conditions,
+    )
+
+
+def requeue_delay(delays: list[timedelta | None], next_check: datetime | None, now: datetime) -> (
+    float | None
+):
+    """The soonest of the runs' requeue delays and the next trigger check, in seconds."""
+    seconds = [d.total_seconds() for d in delays if d is not None]
+    if next_check is not None:
+        seconds.append(max((next_check - now).total_seconds(), 0.0))
+    return max(min(seconds), 0.0) if seconds else None
