@@ -5,6 +5,9 @@
 #   tools/k8s:        kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy,
 #                     kubectl (k8s.io/kubernetes) and etcd (the version kubernetes requires)
 #   tools/prometheus: prometheus (Debian's package lacks the Kubernetes service discovery)
+#                     and promtool (checks the alerting rules and dashboard PromQL in tests)
+#   tools/kstatus:    kstatus, a tiny CLI around sigs.k8s.io/cli-utils/pkg/kstatus/status
+#                     (the readiness rules of Flux and cli-utils; used by the GitOps tests)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${KILN_CACHE:-$HOME/.cache/kiln}
@@ -59,4 +62,9 @@ build k8s "$root/tools/k8s" "$k8s_version" "$k8s_ldflags" \
 prom_version=$(module_version "$root/tools/prometheus" github.com/prometheus/prometheus)
 build prometheus "$root/tools/prometheus" "$prom_version" \
   "-s -w" \
-  prometheus=github.com/prometheus/prometheus/cmd/prometheus
+  prometheus=github.com/prometheus/prometheus/cmd/prometheus \
+  promtool=github.com/prometheus/prometheus/cmd/promtool
+
+kstatus_version=$(module_version "$root/tools/kstatus" sigs.k8s.io/cli-utils)
+build kstatus "$root/tools/kstatus" "$kstatus_version" "-s -w" \
+  kstatus=kiln.dev/tools/kstatus

@@ -37,11 +37,45 @@ sleep 6
 curl -s "$KILN_PROMETHEUS_URL/api/v1/query" --data-urlencode 'query=up{job="kubernetes-pods"}' \
   | .venv/bin/python -c 'import json,sys; [print(" ", r["metric"].get("pod"), "up =", r["value"][1]) for r in json.load(sys.stdin)["data"]["result"]]'
 
+say "Training: the iris TrainingJob, from S3 data to an Approved ModelVersion"
+kubectl apply -f crds/ >/dev/null
+kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+.venv/bin/python - <<'PY'
+import os, boto3
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+if "datasets" not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+    s3.create_bucket(Bucket="datasets")
+s3.upload_file("examples/data/iris.csv", "datasets", "iris.csv")
+print("  uploaded examples/data/iris.csv to s3://datasets/iris.csv")
+PY
+kubectl create namespace kiln-demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl -n kiln-demo create secret generic s3-credentials \
+  --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
+  --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+  --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+operator_log="$(dirname "$KUBECONFIG")/logs/demo-operator.log"
+if [[ -f /tmp/kiln-demo-operator.pid ]] && kill -0 "$(cat /tmp/kiln-demo-operator.pid)" 2>/dev/null; then
+  echo "  the demo operator is already running (pid $(cat /tmp/kiln-demo-operator.pid))"
+else
+  KILN_METRICS_PORT=28080 nohup .venv/bin/kiln-operator --standalone \
+    --liveness=http://127.0.0.1:28081/healthz >"$operator_log" 2>&1 &
+  echo $! >/tmp/kiln-demo-operator.pid
+  echo "  kiln-operator running on the host (pid $!, log $operator_log, metrics :28080)"
+fi
+kubectl apply -f examples/iris/trainingjob.yaml
+until kubectl -n kiln-demo get mv iris-v1 >/dev/null 2>&1; do sleep 1; done
+kubectl -n kiln-demo wait --for=condition=Approved mv/iris-v1 --timeout=180s
+kubectl -n kiln-demo get tj,mv
+say "kiln registry (also: kubectl kiln registry)"
+.venv/bin/kiln registry -n kiln-demo
+
 cat <<MSG
 
 The cluster stays up. Try:
   source $(dirname "$KUBECONFIG")/env
   kubectl get pods -A
   kiln dev status        # health of every component
+  kiln approve iris-v1 -n kiln-demo --reason "reviewed"   # or: kubectl kiln reject …
+  kill $(cat /tmp/kiln-demo-operator.pid)                 # stop the demo operator
   kiln dev down          # remove everything (processes, namespaces, bridge, mounts)
 MSG

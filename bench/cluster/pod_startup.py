@@ -70,9 +70,7 @@ def main() -> None:
     def watcher() -> None:
         # Raw JSON lines: the client's model deserialisation would add milliseconds per
         # event and bias the figures.
-        resp = core.list_namespaced_pod(
-            ns, watch=True, timeout_seconds=300, _preload_content=False
-        )
+        resp = core.list_namespaced_pod(ns, watch=True, timeout_seconds=300, _preload_content=False)
         for line in resp:
             now = time.monotonic()
             p = json.loads(line)["object"]

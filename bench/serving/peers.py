@@ -19,7 +19,9 @@ from pathlib import Path
 CACHE = Path.home() / ".cache" / "kiln" / "bench"
 PYTHON = "python3.11"
 
-MLSERVER_PACKAGES = ("mlserver==1.7.1", "mlserver-sklearn==1.7.1")
+# uvloop 0.22 broke MLServer 1.7.1's parallel workers (get_event_loop in a fresh process);
+# pin the uvloop it was released with so its worker pool runs at all.
+MLSERVER_PACKAGES = ("mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0")
 KSERVE_PACKAGES = ("kserve==0.21.0", "scikit-learn", "joblib")
 
 TRAIN_SCRIPT = """
@@ -49,10 +51,11 @@ class SKLearnModel(kserve.Model):  # what KServe's sklearnserver does, minus the
         instances = get_predict_input(payload)
         return get_predict_response(payload, self._model.predict(instances), self.name)
 
-port, workers = int(sys.argv[2]), int(sys.argv[3])
-server = kserve.ModelServer(http_port=port, grpc_port=port + 1, workers=workers,
-                            enable_grpc=False, enable_latency_logging=False)
-server.start([SKLearnModel("iris", sys.argv[1])])
+if __name__ == "__main__":  # workers > 1 spawn processes that re-import this file
+    port, workers = int(sys.argv[2]), int(sys.argv[3])
+    server = kserve.ModelServer(http_port=port, grpc_port=port + 1, workers=workers,
+                                enable_grpc=False, enable_latency_logging=False)
+    server.start([SKLearnModel("iris", sys.argv[1])])
 """
 
 

@@ -22,7 +22,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="kiln.dev", key="last-handled-configuration"
     )
-    settings.posting.level = logging.INFO
+    # Kiln posts its own Events on phase changes; kopf's per-handler success events would
+    # double the API writes per object.
+    settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
     # Pods, ModelVersions and Deployments are created by create-and-check, so a retried

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kiln.cli import rollout
+from kiln.cli.registry import CliError, add_subcommands
 from kiln.devcluster.cluster import Cluster, ClusterError
 
 
@@ -31,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="up: start (idempotent); down: remove everything; status: health; env: exports",
     )
     dev.set_defaults(func=_dev)
+    add_subcommands(sub)
+    rollout.register(sub)
     return parser
 
 
@@ -38,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ClusterError as e:
+    except (ClusterError, CliError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 

@@ -220,9 +220,10 @@ def evaluate(
 
 
 def overall(outcomes: Sequence[AnalysisOutcome]) -> AnalysisOutcome:
-    for outcome in ("Failed", "Error", "Inconclusive"):
+    order: tuple[AnalysisOutcome, ...] = ("Failed", "Error", "Inconclusive")
+    for outcome in order:
         if outcome in outcomes:
-            return outcome  # type: ignore[return-value]
+            return outcome
     return "Successful"
 
 
@@ -239,7 +240,9 @@ def _judge(
     if requests is None and requests_result.status == "no_data":
         requests = 0.0
 
-    def result(outcome: AnalysisOutcome, message: str, value: float | None = None) -> AnalysisResult:
+    def result(
+        outcome: AnalysisOutcome, message: str, value: float | None = None
+    ) -> AnalysisResult:
         return AnalysisResult(
             check=check.name,
             step=step,

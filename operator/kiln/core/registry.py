@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from kiln.api.common import API_VERSION
@@ -19,9 +20,11 @@ from kiln.api.model_version import (
     ModelVersion,
     ModelVersionSource,
     ModelVersionSpec,
+    ModelVersionStatus,
     TrainingData,
     version_name,
 )
+from kiln.core import conditions as cond
 from kiln.core.lineage import Lineage, lineage_annotations
 from kiln.core.training import TrainerSuccess, bounded_name
 
@@ -30,6 +33,7 @@ TRAINING_JOB_LABEL = "kiln.dev/training-job"
 TRAINING_JOB_UID_LABEL = "kiln.dev/training-job-uid"
 RUN_LABEL = "kiln.dev/run"
 VERSION_LABEL = "kiln.dev/version"
+APPROVED_CONDITION = "Approved"
 
 MAX_LABEL_VALUE = 63
 
@@ -137,3 +141,31 @@ def model_version_manifest(
 def pending_approval() -> Approval:
     """The approval a ModelVersion has before the policy has looked at it."""
     return Approval(state="Pending", reason="waiting for the registration policy")
+
+
+def approval_conditions(
+    status: ModelVersionStatus, approval: Approval, now: datetime, generation: int | None
+) -> ModelVersionStatus:
+    """Ready=True (the entry is complete) and Approved=True/False/Unknown with a reason."""
+    conditions = cond.mark_ready(
+        status.conditions, "Registered", "the model version is registered", now, generation
+    )
+    state = approval.state
+    condition_status = {"Approved": "True", "Rejected": "False"}.get(state, "Unknown")
+    reason = {"Approved": "Approved", "Rejected": "Rejected"}.get(state, "PendingApproval")
+    conditions = cond.set_condition(
+        conditions,
+        APPROVED_CONDITION,
+        condition_status,  # type: ignore[arg-type]
+        reason,
+        approval.reason or "",
+        now,
+        generation,
+    )
+    return status.model_copy(
+        update={"approval": approval, "conditions": conditions, "observed_generation": generation}
+    )
+
+
+def policy_applied(version: ModelVersion) -> bool:
+    return cond.find(version.status.conditions, APPROVED_CONDITION) is not None

@@ -103,9 +103,7 @@ def plan_triggers(
         retrain_handled = retrain
 
     first_run = status.run == 0 and not status.runs
-    spec_changed = (
-        not first_run and generation is not None and observed_generation != generation
-    )
+    spec_changed = not first_run and generation is not None and observed_generation != generation
 
     start: str | None = None
     cancel: list[int] = []
@@ -181,7 +179,6 @@ def summarize(
     now: datetime,
     *,
     plan: TriggerPlan | None = None,
-    stalled: tuple[str, str] | None = None,
 ) -> TrainingJobStatus:
     """The status of the job: the newest run's fields on top, and the conditions."""
     previous = job.status
@@ -193,17 +190,15 @@ def summarize(
     conditions: list[Condition] = list(previous.conditions)
     observed = plan.observed_generation if plan else previous.observed_generation
 
-    if stalled is not None:
-        conditions = cond.mark_stalled(conditions, stalled[0], stalled[1], now, generation)
-    elif newest is None:
+    if newest is None:
         conditions = cond.mark_reconciling(
             conditions, SUSPENDED, "no run has started", now, generation
         )
     elif active_runs(runs):
         active = active_runs(runs)[-1]
-        reason = "Retrying" if active.next_attempt_time is not None else active.phase
-        message = active.message or f"run {active.run} attempt {active.attempts} is {active.phase}"
-        conditions = cond.mark_reconciling(conditions, reason, message, now, observed)
+        state = "Retrying" if active.next_attempt_time is not None else str(active.phase)
+        detail = active.message or f"run {active.run} attempt {active.attempts} is {active.phase}"
+        conditions = cond.mark_reconciling(conditions, state, detail, now, observed)
     elif newest.phase == "Succeeded":
         message = f"run {newest.run} succeeded"
         if newest.model_version:
@@ -214,7 +209,9 @@ def summarize(
         reason = newest.reason or "Failed"
         message = newest.message or f"run {newest.run} failed"
         conditions = cond.mark_failed(conditions, reason, message, now, observed)
-        conditions = cond.set_condition(conditions, "Failed", "True", reason, message, now, observed)
+        conditions = cond.set_condition(
+            conditions, "Failed", "True", reason, message, now, observed
+        )
 
     return TrainingJobStatus(
         observed_generation=observed,
@@ -235,9 +232,9 @@ def summarize(
     )
 
 
-def requeue_delay(delays: list[timedelta | None], next_check: datetime | None, now: datetime) -> (
-    float | None
-):
+def requeue_delay(
+    delays: list[timedelta | None], next_check: datetime | None, now: datetime
+) -> float | None:
     """The soonest of the runs' requeue delays and the next trigger check, in seconds."""
     seconds = [d.total_seconds() for d in delays if d is not None]
     if next_check is not None:

@@ -231,7 +231,7 @@ class Cluster:
         shutil.rmtree(self.paths.root, ignore_errors=True)
         if not quiet:
             _say(f"kiln dev cluster is down ({time.monotonic() - start:.1f} s)")
-        left = hostnet.leftovers() + self._mounts_under(self.paths.root)
+        left = hostnet.leftovers() + self._mounts_under(self.paths.root) + self._processes()
         if left:
             raise ClusterError("left behind after down: " + ", ".join(left))
 
@@ -318,6 +318,16 @@ class Cluster:
         _say(f"  Prometheus: {services.prometheus_url()}   S3: {services.s3_endpoint()}")
         _say(f"  use it:     source {self.paths.root / 'env'}  (sets KUBECONFIG, PATH, S3 keys)")
 
+    def stop_component(self, name: str) -> bool:
+        """Stop one running component (e.g. Prometheus, to test an outage)."""
+        return process.stop(self.paths.pids, name)
+
+    def start_component(self, name: str, timeout: float = 90) -> None:
+        """Start a stopped component again with its usual argv and wait until healthy."""
+        comp = {c.name: c for c in self.components()}[name]
+        if process.running_pid(self.paths.pids, name) is None:
+            self._start(comp, timeout)
+
     def _bootstrap_manifest(self) -> Path:
         src = resources.files("kiln.devcluster").joinpath("bootstrap.yaml")
         dst = self.paths.root / "bootstrap.yaml"
@@ -349,6 +359,26 @@ class Cluster:
                 return
             time.sleep(0.2)
         raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+    def _processes(self) -> list[str]:
+        """Processes still running one of the cluster's programs or using its state dir."""
+        markers = (
+            str(self.bin_dir),
+            str(config.prometheus_bin()),
+            f"--state-dir={self.paths.node_state}",  # the node agent
+            f"-dir={self.paths.s3_data}",  # SeaweedFS
+        )
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if any(m in cmdline for m in markers):
+                found.append(f"process {proc.name} ({cmdline[:80]})")
+        return found
 
     @staticmethod
     def _mounts_under(root: Path) -> list[str]:

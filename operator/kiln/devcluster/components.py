@@ -168,7 +168,9 @@ def seaweedfs(paths: ClusterPaths) -> list[str]:
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         "-master.volumeSizeLimitMB=64",
-        "-volume.max=16",
+        # Every bucket is a collection that grows 7 volumes at once: 16 allowed two buckets.
+        # Volumes are sparse files (no preallocation), so a high limit costs nothing.
+        "-volume.max=256",
     ]
 
 

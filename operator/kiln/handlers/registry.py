@@ -17,16 +17,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kiln.api.model_version import Approval, ModelVersion, ModelVersionStatus
+from kiln.api.model_version import Approval, ModelVersion
 from kiln.api.training_job import RegistrationPolicy, TrainingJob
-from kiln.core import conditions as cond
 from kiln.core.approval import Baseline, evaluate_policy, headline_metric
 from kiln.core.lineage import Lineage, params_hash
 from kiln.core.registry import (
     MODEL_LABEL,
+    approval_conditions,
     latest_approved,
     model_version_manifest,
     next_version,
+    policy_applied,
     registered_for_run,
 )
 from kiln.core.training import TrainerSuccess
@@ -34,7 +35,6 @@ from kiln.k8s.client import MODEL_VERSIONS, ApiError, KubeClient
 
 logger = logging.getLogger(__name__)
 
-APPROVED_CONDITION = "Approved"
 MAX_ALLOCATION_ATTEMPTS = 64
 
 
@@ -47,34 +47,6 @@ class Registered:
     name: str
     approval: Approval
     created: bool
-
-
-def approval_conditions(
-    status: ModelVersionStatus, approval: Approval, now: datetime, generation: int | None
-) -> ModelVersionStatus:
-    """Ready=True (the entry is complete) and Approved=True/False/Unknown with a reason."""
-    conditions = cond.mark_ready(
-        status.conditions, "Registered", "the model version is registered", now, generation
-    )
-    state = approval.state
-    condition_status = {"Approved": "True", "Rejected": "False"}.get(state, "Unknown")
-    reason = {"Approved": "Approved", "Rejected": "Rejected"}.get(state, "PendingApproval")
-    conditions = cond.set_condition(
-        conditions,
-        APPROVED_CONDITION,
-        condition_status,  # type: ignore[arg-type]
-        reason,
-        approval.reason or "",
-        now,
-        generation,
-    )
-    return status.model_copy(
-        update={"approval": approval, "conditions": conditions, "observed_generation": generation}
-    )
-
-
-def policy_applied(version: ModelVersion) -> bool:
-    return cond.find(version.status.conditions, APPROVED_CONDITION) is not None
 
 
 def _parse_versions(items: list[dict[str, Any]]) -> list[ModelVersion]:
@@ -161,9 +133,7 @@ async def _apply_policy(
         if baseline_version is not None
         else None
     )
-    approval = evaluate_policy(
-        policy, version.spec.metrics, version.spec.fairness, baseline, now
-    )
+    approval = evaluate_policy(policy, version.spec.metrics, version.spec.fairness, baseline, now)
     status = approval_conditions(version.status, approval, now, version.metadata.generation)
     status = status.model_copy(
         update={

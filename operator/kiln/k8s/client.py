@@ -107,9 +107,7 @@ def load_credentials(kubeconfig: str | None = None) -> Credentials:
     else:
         context = False
     token = None
-    auth = configuration.api_key.get("authorization") or configuration.api_key.get(
-        "BearerToken"
-    )
+    auth = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
     if auth:
         token = auth.removeprefix("Bearer ").strip()
     return Credentials(

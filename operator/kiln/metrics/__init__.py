@@ -1,13 +1,13 @@
 """The operator's own Prometheus metrics, served on `/metrics` (port 8080 by default).
 
-    kiln_training_runs_total{result, reason}      finished runs by result
-    kiln_training_run_duration_seconds            run start -> finish (histogram)
-    kiln_training_attempts_total                  pods created for training attempts
-    kiln_training_queue_depth                     keys waiting for a reconcile worker
-    kiln_training_active_runs                     runs Pending or Running
-    kiln_model_versions_registered_total{approval}  ModelVersions created, by first decision
-    kiln_reconcile_duration_seconds{kind}         one reconcile pass (histogram)
-    kiln_reconcile_errors_total{kind}             reconcile passes that raised
+kiln_training_runs_total{result, reason}      finished runs by result
+kiln_training_run_duration_seconds            run start -> finish (histogram)
+kiln_training_attempts_total                  pods created for training attempts
+kiln_training_queue_depth                     keys waiting for a reconcile worker
+kiln_training_active_runs                     runs Pending or Running
+kiln_model_versions_registered_total{approval}  ModelVersions created, by first decision
+kiln_reconcile_duration_seconds{kind}         one reconcile pass (histogram)
+kiln_reconcile_errors_total{kind}             reconcile passes that raised
 """
 
 from __future__ import annotations

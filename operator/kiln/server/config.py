@@ -34,7 +34,8 @@ class ServerConfig:
     metrics_port: int | None = None
     workers: int = 1
     max_body_bytes: int = 8 << 20
-    max_pending: int = 128
+    max_pending: int = 1024
+    max_queue_ms: float = 50.0
     drain_delay_seconds: float = 0.0
     drain_timeout_seconds: float = 25.0
     exit_on_load_failure: bool = False
@@ -56,7 +57,8 @@ _OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--metrics-port", "KILN_METRICS_PORT", "separate /metrics port (default: same port)"),
     ("--workers", "KILN_WORKERS", "worker processes sharing the port (default 1)"),
     ("--max-body-bytes", "KILN_MAX_BODY_BYTES", "largest accepted request body (default 8 MiB)"),
-    ("--max-pending", "KILN_MAX_PENDING", "queued inference requests before 503 (default 128)"),
+    ("--max-pending", "KILN_MAX_PENDING", "queued inference requests before 503 (default 1024)"),
+    ("--max-queue-ms", "KILN_MAX_QUEUE_MS", "estimated queue work before 503 (default 50)"),
     ("--drain-delay-seconds", "KILN_DRAIN_DELAY_SECONDS", "keep serving after SIGTERM (0)"),
     ("--drain-timeout-seconds", "KILN_DRAIN_TIMEOUT_SECONDS", "max wait for in-flight (25)"),
     ("--log-level", "KILN_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
@@ -117,7 +119,8 @@ def _validated(raw: dict[str, object]) -> ServerConfig:
         metrics_port=_number(raw, "metrics_port", int, 0, minimum=1) if metrics_port else None,
         workers=_number(raw, "workers", int, 1, minimum=1),
         max_body_bytes=_number(raw, "max_body_bytes", int, 8 << 20, minimum=1024),
-        max_pending=_number(raw, "max_pending", int, 128, minimum=1),
+        max_pending=_number(raw, "max_pending", int, 1024, minimum=1),
+        max_queue_ms=_number(raw, "max_queue_ms", float, 50.0, minimum=0.1),
         drain_delay_seconds=_number(raw, "drain_delay_seconds", float, 0.0, minimum=0),
         drain_timeout_seconds=_number(raw, "drain_timeout_seconds", float, 25.0, minimum=0),
         exit_on_load_failure=bool(raw["exit_on_load_failure"]),

@@ -80,12 +80,10 @@ def run_worker(
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-
-        return uvloop.new_event_loop()
-    except ImportError:
-        return asyncio.new_event_loop()
+    # The standard loop, deliberately not uvloop: measured here at 1,000 connections uvloop
+    # left some connections unserved for seconds (p99 6-7 s against 0.24 s), and with the
+    # lean protocol layer it was no faster at 4 connections.
+    return asyncio.new_event_loop()
 
 
 def _limit_native_threads() -> None:
@@ -115,6 +113,7 @@ async def _serve(
         model_version=config.model_version,
         track=config.track,
         max_pending=config.max_pending,
+        max_queue_seconds=config.max_queue_ms / 1000,
         serve_metrics=config.metrics_port is None,
     )
     peers = _PeerSnapshots(snapshot_dir, worker_index)

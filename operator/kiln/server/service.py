@@ -5,7 +5,9 @@ an answer goes out through a `reply(status, body, headers)` callback. Inference
 requests are validated at once and queued; all requests queued during one turn of the
 event loop are predicted together in one call (row-wise estimators give the same
 answers batched or not, and one numpy call is far cheaper than many). The queue is
-bounded: beyond `max_pending` requests the server sheds load with 503 at once instead
+bounded in count (`max_pending`) and in estimated work (`max_queue_seconds`, from a
+moving average of what a queued request costs to answer, so the bound holds for fast
+and slow models alike): beyond either, the server sheds load with 503 at once instead
 of letting latency grow.
 """
 
@@ -56,7 +58,8 @@ class ServiceSettings:
     model_name: str
     model_version: str
     track: str
-    max_pending: int = 128
+    max_pending: int = 1024
+    max_queue_seconds: float = 0.05
     serve_metrics: bool = True
 
 
@@ -87,6 +90,7 @@ class InferenceService:
         self.draining = False
         self._pending: list[_Pending] = []
         self._flush_scheduled = False
+        self._seconds_per_request = 0.0  # moving average of a flush's cost per request
         self._model_prefix = "/v2/models/" + settings.model_name
         self._version_prefix = f"{self._model_prefix}/versions/{settings.model_version}"
 
@@ -261,7 +265,11 @@ class InferenceService:
         if predictor is None:
             text = f"model not ready: {self._unready_text()}"
             return self._finish_error(reply, received_at, 503, text)
-        if len(self._pending) >= self.settings.max_pending:
+        queued = len(self._pending)
+        if (
+            queued >= self.settings.max_pending
+            or queued * self._seconds_per_request > self.settings.max_queue_seconds
+        ):
             return self._finish_error(
                 reply, received_at, 503, "server overloaded; retry later", (("retry-after", "1"),)
             )
@@ -291,9 +299,16 @@ class InferenceService:
     def _flush(self) -> None:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
-        predictor = self.predictor
         if not batch:
             return
+        started = time.perf_counter()
+        self._answer(batch)
+        cost = (time.perf_counter() - started) / len(batch)
+        previous = self._seconds_per_request or cost
+        self._seconds_per_request = 0.8 * previous + 0.2 * cost
+
+    def _answer(self, batch: list[_Pending]) -> None:
+        predictor = self.predictor
         if predictor is None:
             for item in batch:
                 self._finish_error(item.reply, item.received_at, 503, "model was unloaded")

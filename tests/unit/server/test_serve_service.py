@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,12 +20,14 @@ pytestmark = pytest.mark.unit
 class Harness:
     """An InferenceService whose loop turns are run by hand, with answers recorded."""
 
-    def __init__(self, max_pending: int = 128, loaded: bool = True) -> None:
+    def __init__(
+        self, max_pending: int = 128, loaded: bool = True, max_queue_seconds: float = 10.0
+    ) -> None:
         self.scheduled: list[Callable[[], None]] = []
-        self.service = InferenceService(
-            ServiceSettings("iris", "3", "canary", max_pending=max_pending),
-            self.scheduled.append,
+        settings = ServiceSettings(
+            "iris", "3", "canary", max_pending=max_pending, max_queue_seconds=max_queue_seconds
         )
+        self.service = InferenceService(settings, self.scheduled.append)
         self.estimator = iris_logistic_regression()
         if loaded:
             self.service.model_loaded(build_predictor(self.estimator), "ab" * 32)
@@ -196,6 +199,29 @@ def test_a_full_queue_sheds_load_with_503_and_retry_after() -> None:
     assert "overloaded" in json.loads(third[0][1])["error"]
     harness.turn()
     assert first[0][0] == second[0][0] == 200
+
+
+def test_a_slow_model_sheds_load_once_the_queued_work_exceeds_the_time_budget() -> None:
+    harness = Harness(max_queue_seconds=0.05)
+    predictor = build_predictor(harness.estimator)
+    real_predict = predictor.predict
+
+    def slow_predict(features: np.ndarray) -> Any:
+        time.sleep(0.02)  # 20 ms per predict call
+        return real_predict(features)
+
+    object.__setattr__(predictor, "predict", slow_predict)
+    harness.service.model_loaded(predictor, "ab" * 32)
+    for _ in range(3):  # learn what a request costs
+        harness.call("POST", "/v2/models/iris/infer", infer_body(ROWS))
+    statuses = []
+    for _ in range(20):
+        answers = harness.send("POST", "/v2/models/iris/infer", infer_body(ROWS))
+        statuses.append(answers[0][0] if answers else "queued")
+    harness.turn()
+    # ~20 ms of work each: two or three fit in the 50 ms budget, the rest are shed.
+    assert 2 <= statuses.count("queued") <= 10
+    assert statuses.count(503) == 20 - statuses.count("queued")
 
 
 @pytest.mark.parametrize(("label", "body"), MALFORMED_BODIES, ids=[m[0] for m in MALFORMED_BODIES])

@@ -14,10 +14,12 @@ from aiohttp import web
 
 from kiln.devcluster.nodeagent import network, procscan
 from kiln.devcluster.nodeagent.apiclient import ApiError
+from kiln.devcluster.nodeagent.containers import monitor_server
 from kiln.devcluster.nodeagent.context import NodeContext
 from kiln.devcluster.nodeagent.logserver import build_app
 from kiln.devcluster.nodeagent.node import NodeRegistration
 from kiln.devcluster.nodeagent.podworker import PodWorker
+from kiln.devcluster.nodeagent.services import ServiceCache
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +129,13 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        monitors = monitor_server(str(self.ctx.pods_dir))
+        monitors.start()  # the first pod should not wait for the fork server to boot
+        if self.ctx.services is None:
+            self.ctx.services = ServiceCache(self.ctx.api)
         tasks = [
             loop.create_task(self.registration.heartbeat_forever()),
+            loop.create_task(self.ctx.services.run()),
             loop.create_task(self.watch_pods()),
         ]
         await stop.wait()
@@ -139,6 +146,7 @@ class Agent:
             task.cancel()
         await runner.cleanup()
         await self.ctx.api.close()
+        monitors.close()
 
 
 def remove_pod_leftovers(pod_dir: Path) -> None:

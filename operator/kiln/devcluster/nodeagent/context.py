@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,42 @@ from typing import Any
 from kiln.devcluster.nodeagent.apiclient import ApiClient, ApiError
 from kiln.devcluster.nodeagent.images import ImageConfig
 from kiln.devcluster.nodeagent.ipam import IpamStore
+from kiln.devcluster.nodeagent.services import ServiceCache
 
 log = logging.getLogger(__name__)
+
+
+class StartupQueue:
+    """Lets a few pods at a time through their first start, in arrival order.
+
+    Pods that arrive together otherwise share the CPU evenly and all become Running at
+    the end of the burst; taking them (nearly) in turn gets the first ones going first
+    at the same total throughput. A pod keeps its slot for at most `hold_seconds`, so a
+    slow one (a retried API call, a hanging volume) holds up the others only briefly.
+    """
+
+    def __init__(self, slots: int = 4, hold_seconds: float = 0.5):
+        self.slots = slots
+        self.hold_seconds = hold_seconds
+        self._semaphore: asyncio.Semaphore | None = None
+
+    async def enter(self) -> Callable[[], None]:
+        """Wait for a slot; returns the (idempotent) function that gives it back."""
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.slots)
+        semaphore = self._semaphore
+        await semaphore.acquire()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                timer.cancel()
+                semaphore.release()
+
+        timer = asyncio.get_running_loop().call_later(self.hold_seconds, release)
+        return release
 
 
 def now_rfc3339() -> str:
@@ -36,6 +70,8 @@ class NodeContext:
     traverse: list[str]
     mask: list[str]
     allocatable: dict[str, str]
+    services: ServiceCache | None = None
+    startup: StartupQueue = field(default_factory=lambda: StartupQueue(int(__import__("os").environ.get("KILN_STARTUP_SLOTS", "4"))))  # TEMP
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property

@@ -8,6 +8,7 @@ seen by containers that mounted the whole volume.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -64,26 +65,49 @@ async def fetch_token(
 async def _gather_inputs(
     api: ApiClient, pod: Mapping[str, Any], state: PodVolumes, allocatable: Mapping[str, str]
 ) -> VolumeInputs:
+    """The ConfigMaps, Secrets and tokens the volumes need, requested concurrently."""
     namespace = pod["metadata"]["namespace"]
-    configmaps: dict[str, dict[str, bytes]] = {}
-    secrets: dict[str, dict[str, bytes]] = {}
+    configmap_names: set[str] = set()
+    secret_names: set[str] = set()
+    requests: list[TokenRequest] = []
     for volume in pod["spec"].get("volumes") or []:
         names_cm, names_secret, token_requests = volumes.references(volume)
-        for name in names_cm - configmaps.keys():
-            found = await api.get_or_none(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
-            if found is not None:
-                configmaps[name] = volumes.configmap_data(found)
-        for name in names_secret - secrets.keys():
-            found = await api.get_or_none(f"/api/v1/namespaces/{namespace}/secrets/{name}")
-            if found is not None:
-                secrets[name] = volumes.secret_data(found)
-        for request in token_requests:
-            token = state.tokens.get(request)
-            if token is None or token[1] <= time.time():
-                try:
-                    state.tokens[request] = await fetch_token(api, pod, request)
-                except ApiError as exc:
-                    raise VolumeError(f"cannot issue a service account token: {exc}") from exc
+        configmap_names |= names_cm
+        secret_names |= names_secret
+        requests += [r for r in token_requests if r not in requests]
+    due = [r for r in requests if (token := state.tokens.get(r)) is None or token[1] <= time.time()]
+    cm_order, secret_order = sorted(configmap_names), sorted(secret_names)
+
+    async def token_for(request: TokenRequest) -> tuple[str, float]:
+        try:
+            return await fetch_token(api, pod, request)
+        except ApiError as exc:
+            raise VolumeError(f"cannot issue a service account token: {exc}") from exc
+
+    results: list[Any] = await asyncio.gather(
+        *(api.get_or_none(f"/api/v1/namespaces/{namespace}/configmaps/{n}") for n in cm_order),
+        *(api.get_or_none(f"/api/v1/namespaces/{namespace}/secrets/{n}") for n in secret_order),
+        *(token_for(r) for r in due),
+        return_exceptions=True,
+    )
+    issued = results[len(cm_order) + len(secret_order) :]
+    for request, issued_token in zip(due, issued, strict=True):
+        if isinstance(issued_token, tuple):
+            state.tokens[request] = issued_token
+    for result in results:  # the first failure, as the sequential reads raised it
+        if isinstance(result, BaseException):
+            raise result
+    configmaps = {
+        name: volumes.configmap_data(found)
+        for name, found in zip(cm_order, results, strict=False)
+        if found is not None
+    }
+    rest = results[len(cm_order) :]
+    secrets = {
+        name: volumes.secret_data(found)
+        for name, found in zip(secret_order, rest, strict=False)
+        if found is not None
+    }
     state.refresh_at = min((t[1] for t in state.tokens.values()), default=float("inf"))
     return VolumeInputs(
         configmaps=configmaps,

@@ -263,6 +263,7 @@ class PodWorker:
 
     async def _run(self) -> None:
         self._adopt()
+        self.trace.mark("worker.run")
         while not self.done.is_set():
             self.wakeup.clear()
             try:
@@ -282,6 +283,7 @@ class PodWorker:
                 continue
             attempt = adopt_attempt(runtime.dir)
             if attempt is not None:
+                self.trace.logged = True  # started by an earlier agent process
                 runtime.attempt = attempt
                 self._watch(runtime)
                 self._start_probes(runtime, self._reported(runtime.name))
@@ -304,14 +306,20 @@ class PodWorker:
         ):
             self.finished_pod = True  # terminal before we ever ran it: never run it again
             return RESYNC_SECONDS
-        next_due = RESYNC_SECONDS
-        if not self._ensure_sandbox() or not await self._ensure_volumes():
-            next_due = RETRY_SECONDS
-        else:
-            next_due = min(next_due, await self._start_containers())
-        if self.volumes.refresh_at != float("inf"):
-            next_due = min(next_due, max(self.volumes.refresh_at - time.time(), 0.5))
-        status = await self._report()
+        first_start = not any(c.attempts for c in [*self.init, *self.main])
+        release = await self.ctx.startup.enter() if first_start else None
+        try:
+            next_due = RESYNC_SECONDS
+            if not await self._prepare():
+                next_due = RETRY_SECONDS
+            else:
+                next_due = min(next_due, await self._start_containers())
+            if self.volumes.refresh_at != float("inf"):
+                next_due = min(next_due, max(self.volumes.refresh_at - time.time(), 0.5))
+            status = await self._report()
+        finally:
+            if release is not None:
+                release()
         if status["phase"] in ("Succeeded", "Failed") and not self._any_running():
             self.finished_pod = True
             self._release_network()
@@ -321,16 +329,37 @@ class PodWorker:
         return any(c.running for c in [*self.init, *self.main])
 
     # -- sandbox and volumes ----------------------------------------------------------
-    def _ensure_sandbox(self) -> bool:
+    async def _prepare(self) -> bool:
+        """Sandbox and volumes, set up concurrently; True when both are ready."""
+        if self.network is not None:
+            return await self._ensure_volumes()
+        ip: str | None = None
+        with contextlib.suppress(Exception):  # _ensure_sandbox retries and reports it
+            ip = self._acquire_ip()  # first: downwardAPI volumes may show the pod IP
+        sandbox_ok, volumes_ok = await asyncio.gather(
+            self._ensure_sandbox(ip), self._ensure_volumes()
+        )
+        return sandbox_ok and volumes_ok
+
+    def _acquire_ip(self) -> str:
+        ip = self.ctx.ipam.acquire(self.uid)
+        self.pod_ip = ip
+        self._write_pod_record()
+        return ip
+
+    async def _ensure_sandbox(self, ip: str | None = None) -> bool:
         if self.network is not None:
             return True
         try:
-            ip = self.ctx.ipam.acquire(self.uid)
-            self.pod_ip = ip
-            self._write_pod_record()
-            self.network = network.setup_pod_network(
-                self.uid, ip, self.ctx.bridge, self.ctx.gateway, self.ctx.pod_cidr
-            )
+            self.trace.mark("sandbox.begin")
+            if ip is None:
+                ip = self._acquire_ip()
+            self.trace.mark("sandbox.ipam")
+            # `ip` runs in a thread: a slow netlink call must not hold up other pods.
+            self.network = await asyncio.to_thread(
+                network.setup_pod_network,
+                self.uid, ip, self.ctx.bridge, self.ctx.gateway, self.ctx.pod_cidr,
+            )  # fmt: skip
         except Exception as exc:
             message = f"failed to set up the pod network: {exc}"
             if message != self.sandbox_error:
@@ -339,6 +368,7 @@ class PodWorker:
             log.warning("sandbox failed", extra={"pod": self.label, "error": str(exc)})
             return False
         self.sandbox_error = None
+        self.trace.mark("sandbox.done")
         return True
 
     @property
@@ -360,6 +390,7 @@ class PodWorker:
             return self.volumes_ready  # a failed token refresh keeps running containers
         self.volume_error = None
         self.volumes_ready = True
+        self.trace.mark("volumes.done")
         return True
 
     # -- containers -------------------------------------------------------------------
@@ -391,25 +422,56 @@ class PodWorker:
         return next_due
 
     async def _objects_for_env(self, container: Mapping[str, Any]) -> envvars.EnvSources:
+        """The ConfigMaps, Secrets and Services the env refers to, read concurrently.
+
+        Services come from the agent's watch-fed cache when it is synced (as kubelet's
+        informer), otherwise from the API.
+        """
         api = self.ctx.api
         namespace = self.namespace
-        configmap_names, secret_names = envvars.referenced_objects(container)
+        configmap_refs, secret_refs = envvars.referenced_objects(container)
+        configmap_names, secret_names = sorted(configmap_refs), sorted(secret_refs)
+        cache = self.ctx.services
+        cached_kubernetes = cache.get("default", "kubernetes") if cache else False
+        links = self.pod["spec"].get("enableServiceLinks", True)
+        cached_namespace = cache.namespace(namespace) if cache and links else None
+
+        async def none() -> Any:
+            return None
+
+        found = await asyncio.gather(
+            *(
+                api.get_or_none(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+                for name in configmap_names
+            ),
+            *(
+                api.get_or_none(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+                for name in secret_names
+            ),
+            api.get_or_none("/api/v1/namespaces/default/services/kubernetes")
+            if cached_kubernetes is False
+            else none(),
+            api.get_or_none(f"/api/v1/namespaces/{namespace}/services")
+            if links and cached_namespace is None
+            else none(),
+        )
         configmaps: dict[str, dict[str, str]] = {}
         secrets: dict[str, dict[str, str]] = {}
-        for name in configmap_names:
-            found = await api.get_or_none(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
-            if found is not None:
-                configmaps[name] = dict(found.get("data") or {})
-        for name in secret_names:
-            found = await api.get_or_none(f"/api/v1/namespaces/{namespace}/secrets/{name}")
-            if found is not None:
-                secrets[name] = envvars.decode_secret_data(found)
+        for name, obj in zip(configmap_names, found, strict=False):
+            if obj is not None:
+                configmaps[name] = dict(obj.get("data") or {})
+        for name, obj in zip(secret_names, found[len(configmap_names) :], strict=False):
+            if obj is not None:
+                secrets[name] = envvars.decode_secret_data(obj)
+        kubernetes, listed = found[-2], found[-1]
+        if cached_kubernetes is not False:
+            kubernetes = cached_kubernetes
+        if cached_namespace is not None:
+            listed = {"items": cached_namespace}
         services: list[dict[str, Any]] = []
-        kubernetes = await api.get_or_none("/api/v1/namespaces/default/services/kubernetes")
         if kubernetes is not None:
             services.append(kubernetes)
-        if self.pod["spec"].get("enableServiceLinks", True):
-            listed = await api.get_or_none(f"/api/v1/namespaces/{namespace}/services")
+        if links:
             for service in (listed or {}).get("items") or []:
                 if namespace != "default" or service["metadata"]["name"] != "kubernetes":
                     services.append(service)
@@ -434,9 +496,9 @@ class PodWorker:
         identity = process_identity(
             self.pod["spec"], container, image_entry.user if image_entry else None
         )
-        env = envvars.resolve_env(
-            self.pod, container, self.addresses, await self._objects_for_env(container)
-        )
+        sources = await self._objects_for_env(container)
+        self.trace.mark("env.objects")
+        env = envvars.resolve_env(self.pod, container, self.addresses, sources)
         env = envvars.with_defaults(env, self.ctx.venv_bin, self.name, self._home_of(identity.uid))
         argv = envvars.expand_argv(argv, env)
         mounts = volume_plans.mount_plan(container, self.volumes.roots, env)
@@ -498,8 +560,10 @@ class PodWorker:
         runtime.exit_processed = asyncio.Event()
         runtime.probe_results = {}
         runtime.save()
+        self.trace.mark("shim.spawn")
         try:
             runtime.attempt = await start_attempt(runtime.dir, spec)
+            self.trace.mark("shim.started")
         except StartFailed as exc:
             runtime.attempt = None
             self.ctx.event(
@@ -791,6 +855,7 @@ class PodWorker:
             terminal=terminal,
         )
         if status != self.last_status:
+            self.trace.mark(f"patch.{status['phase']}.sent")
             await self.ctx.api.request(
                 "PATCH",
                 f"/api/v1/namespaces/{self.namespace}/pods/{self.name}/status",
@@ -800,6 +865,10 @@ class PodWorker:
                 content_type="application/merge-patch+json",
             )
             self.last_status = status
+            self.trace.mark(f"patch.{status['phase']}.done")
+            if status["phase"] == "Running" and not self.trace.logged:
+                self.trace.logged = True
+                log.info("observed pod startup", extra={"pod": self.label, **self.trace.steps})
         return status
 
 

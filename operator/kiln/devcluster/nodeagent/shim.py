@@ -11,6 +11,14 @@ chroots, drops privileges and execs. The monitor itself stays on the host and:
 - copies the container's stdout/stderr into the log file, one CRI-format line each
   (`<RFC3339Nano> <stream> <F|P> <text>`), which `kubectl logs` serves;
 - writes `state.json` (pid, start time) and, at exit, `exit.json` (code, signal, times).
+
+Starting a Python interpreter costs tens of milliseconds of CPU per container, so the
+agent normally runs one `shim.py --serve TAG FD` instead: a fork server that has imported
+this module once and forks a monitor per request (on the SOCK_SEQPACKET socket FD: the
+spec path, with the monitor's stdout and stderr as passed descriptors; the answer is the
+monitor's pid and a pidfd for it). A forked monitor starts its own session and behaves
+exactly like one started directly; TAG (the agent's pods dir) stays in its command line
+so that `cleanup` finds it.
 """
 
 from __future__ import annotations
@@ -347,5 +355,70 @@ def _announce(line: str) -> None:
     os.close(null)
 
 
+def serve(sock_fd: int) -> None:
+    """The fork server: one monitor per request until the agent closes the socket."""
+    import socket
+
+    sock = socket.socket(fileno=sock_fd)
+
+    def reap(_signum: int, _frame: Any) -> None:
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+
+    signal.signal(signal.SIGCHLD, reap)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the agent's terminal
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 4096, 2)
+        except OSError:
+            return
+        if not message:
+            return  # the agent has gone: monitors live on, the server is not needed
+        # No reaping between fork and pidfd_open: the pidfd must name our child.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        pid = os.fork()
+        if pid == 0:
+            _forked_monitor(sock, message.decode(), fds)
+        try:
+            pidfd = os.pidfd_open(pid)
+            reply = [str(pid).encode()]
+            socket.send_fds(sock, reply, [pidfd])
+            os.close(pidfd)
+        except OSError:
+            return
+        finally:
+            for fd in fds:
+                os.close(fd)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+
+
+def _forked_monitor(sock: Any, spec_path: str, fds: list[int]) -> None:
+    code = 0
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        sock.close()
+        os.setsid()
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+        for fd in fds:
+            os.close(fd)
+        main(spec_path)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stderr.flush()
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--serve":
+        serve(int(sys.argv[3]))
+    else:
+        main(sys.argv[1])

@@ -1,0 +1,293 @@
+"""Training benchmark on the local cluster (prints figures; not a test).
+
+    .venv/bin/kiln dev up && .venv/bin/python bench/training/run.py [--jobs 200] [--e2e 5]
+
+1. Burst: N TrainingJobs created at once (N concurrent POSTs from one asyncio client).
+   For each, the time from sending its POST to its training Pod existing (first seen on a
+   pod watch). The floor is the same client creating N Pods directly, at once, in the same
+   run: the time from sending the POST to the Pod existing (the POST's answer). Training
+   pods ask for 1000 CPUs and direct pods carry a scheduling gate, so none of them runs:
+   this measures the control loop, not 200 trainers on two cores.
+2. Operator memory: RSS of the operator process sampled every 50 ms during the burst.
+3. End to end: iris TrainingJobs one after the other, the time from the POST to an
+   Approved ModelVersion, minus the trainer's own fit time (from its report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from kiln.devcluster.config import ClusterPaths
+from kiln.k8s.client import MODEL_VERSIONS, PODS, TRAINING_JOBS, KubeClient, Resource
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "datasets"
+NAMESPACES = Resource("", "v1", "namespaces")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(round(q / 100 * (len(ordered) - 1)), len(ordered) - 1)
+    return ordered[index]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def load_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for line in (ClusterPaths.default().root / "env").read_text().splitlines():
+        line = line.strip()
+        if line.startswith("export "):
+            key, _, value = line[len("export ") :].partition("=")
+            env[key] = value.strip("'\"")
+    return env
+
+
+def job(name: str, dataset: str, *, runnable: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "model": "bench" if not runnable else "iris",
+        "estimator": "sklearn.linear_model.LogisticRegression",
+        "params": {"max_iter": 300},
+        "dataset": {"uri": dataset, "target": "species"},
+        "evaluation": {"seed": 7, "metrics": ["accuracy"]},
+        "output": {
+            "uri": f"s3://{BUCKET}/bench-models",
+            "credentialsSecretRef": {"name": "s3-credentials"},
+        },
+        "registration": {"thresholds": [{"metric": "accuracy", "min": 0.8}]},
+    }
+    if not runnable:
+        spec["resources"] = {"requests": {"cpu": "1000"}}
+    return {
+        "apiVersion": "kiln.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def gated_pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "schedulingGates": [{"name": "kiln.dev/bench"}],
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
+            "containers": [{"name": "c", "image": "kiln/trainer:bench"}],
+        },
+    }
+
+
+async def watch_pods(
+    client: KubeClient, namespace: str, seen: dict[str, float], stop: asyncio.Event
+) -> None:
+    """Record when each pod is first seen (ADDED) on a watch of the namespace."""
+    session = client._get_session()
+    headers = {"Authorization": client.credentials.authorization() or ""}
+    url = client.credentials.server + PODS.path(namespace)
+    params = {"watch": "1", "allowWatchBookmarks": "false", "timeoutSeconds": "600"}
+    async with session.get(
+        url, params=params, headers=headers, timeout=aiohttp.ClientTimeout(total=None)
+    ) as response:
+        while not stop.is_set():
+            line = await response.content.readline()
+            if not line:
+                return
+            event = json.loads(line)
+            name = event["object"]["metadata"]["name"]
+            seen.setdefault(name, time.perf_counter())
+
+
+async def burst(client: KubeClient, namespace: str, jobs: int, dataset: str, pid: int) -> None:
+    seen: dict[str, float] = {}
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_pods(client, namespace, seen, stop))
+    await asyncio.sleep(1)
+
+    # The floor: the same client creates the same number of Pods directly, at once.
+    sent: dict[str, float] = {}
+    done: dict[str, float] = {}
+
+    async def direct(i: int) -> None:
+        name = f"direct-{i}"
+        sent[name] = time.perf_counter()
+        await client.create(PODS, namespace, gated_pod(name))
+        done[name] = time.perf_counter()
+
+    await asyncio.gather(*(direct(i) for i in range(jobs)))
+    floor = [done[n] - sent[n] for n in sent]
+
+    # The operator: N TrainingJobs at once; latency until each one's pod exists.
+    rss: list[float] = [rss_mib(pid)]
+    sampling = True
+
+    async def sample() -> None:
+        while sampling:
+            rss.append(rss_mib(pid))
+            await asyncio.sleep(0.05)
+
+    sampler = asyncio.create_task(sample())
+    created: dict[str, float] = {}
+
+    async def create_job(i: int) -> None:
+        name = f"b{i}"
+        created[name] = time.perf_counter()
+        await client.create(TRAINING_JOBS, namespace, job(name, dataset, runnable=False))
+
+    await asyncio.gather(*(create_job(i) for i in range(jobs)))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and sum(f"{n}-1-1" in seen for n in created) < jobs:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1)
+    sampling = False
+    await sampler
+    stop.set()
+    watcher.cancel()
+    latencies = [seen[f"{n}-1-1"] - t for n, t in created.items() if f"{n}-1-1" in seen]
+
+    print(f"\n== burst: {jobs} TrainingJobs created at once ==")
+    print(f"pods created by the operator: {len(latencies)}/{jobs}")
+    tj50, tj99 = percentile(latencies, 50), percentile(latencies, 99)
+    f50, f99 = percentile(floor, 50), percentile(floor, 99)
+    print(f"TrainingJob -> Pod exists : p50 {tj50 * 1000:7.1f} ms   p99 {tj99 * 1000:7.1f} ms")
+    print(f"direct Pod create (floor) : p50 {f50 * 1000:7.1f} ms   p99 {f99 * 1000:7.1f} ms")
+    print(f"ratio                     : p50 {tj50 / f50:5.2f}x      p99 {tj99 / f99:5.2f}x")
+    print(f"max TrainingJob -> Pod    : {max(latencies) * 1000:.1f} ms")
+    print(
+        f"operator RSS              : {rss[0]:.1f} MiB before, peak {max(rss):.1f} MiB, "
+        f"{rss[-1]:.1f} MiB after"
+    )
+
+
+async def end_to_end(client: KubeClient, namespace: str, runs: int, dataset: str) -> None:
+    overheads, totals, fits = [], [], []
+    for i in range(runs):
+        name = f"iris{i}"
+        start = time.perf_counter()
+        await client.create(TRAINING_JOBS, namespace, job(name, dataset, runnable=True))
+        approved = None
+        while approved is None and time.perf_counter() - start < 180:
+            items = await client.list(MODEL_VERSIONS, namespace, labels={"kiln.dev/run": "1"})
+            for mv in items:
+                source = mv["spec"].get("source") or {}
+                state = (mv.get("status") or {}).get("approval", {}).get("state")
+                if source.get("name") == name and state == "Approved":
+                    approved = time.perf_counter()
+            await asyncio.sleep(0.05)
+        if approved is None:
+            print(f"{name}: no Approved ModelVersion within 180 s")
+            continue
+        pod = await client.get(PODS, namespace, f"{name}-1-1")
+        message = pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
+        fit = float(json.loads(message).get("durationSeconds", {}).get("fit", 0.0))
+        totals.append(approved - start)
+        fits.append(fit)
+        overheads.append(approved - start - fit)
+    print(f"\n== apply -> Approved ModelVersion, {len(totals)} iris runs one after another ==")
+    print(f"total    : median {statistics.median(totals):.2f} s   max {max(totals):.2f} s")
+    print(f"fit      : median {statistics.median(fits):.3f} s")
+    print(
+        f"minus fit: median {statistics.median(overheads):.2f} s   "
+        f"max {max(overheads):.2f} s   (includes the trainer process start and imports)"
+    )
+
+
+async def main_async(args: argparse.Namespace, env: dict[str, str]) -> None:
+    client = KubeClient.from_config(env["KUBECONFIG"])
+    namespace = f"bench-{secrets.token_hex(3)}"
+    await client.create(NAMESPACES, None, {"metadata": {"name": namespace}})
+    # Pods need the namespace's default ServiceAccount, which a controller creates.
+    while not await client.list(Resource("", "v1", "serviceaccounts"), namespace):  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    await client.create(
+        Resource("", "v1", "secrets"),
+        namespace,
+        {
+            "metadata": {"name": "s3-credentials"},
+            "stringData": {
+                "AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
+                "AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
+            },
+        },
+    )
+    dataset = f"s3://{BUCKET}/bench/iris.csv"
+    operator = start_operator(env)
+    try:
+        await asyncio.sleep(4)  # kopf startup
+        await burst(client, namespace, args.jobs, dataset, operator.pid)
+        if args.e2e:
+            await end_to_end(client, namespace, args.e2e, dataset)
+    finally:
+        operator.terminate()
+        operator.wait(timeout=20)
+        await client.delete(NAMESPACES, None, namespace)
+        await client.close()
+
+
+def start_operator(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log = open(Path("/tmp") / "kiln-bench-operator.log", "wb")  # noqa: SIM115
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "kiln-operator"),
+            "--standalone",
+            f"--liveness=http://127.0.0.1:{free_port()}/healthz",
+        ],
+        env={**env, "KILN_METRICS_PORT": str(free_port())},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def upload(env: dict[str, str]) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        s3.create_bucket(Bucket=BUCKET)
+    s3.upload_file(str(ROOT / "examples/data/iris.csv"), BUCKET, "bench/iris.csv")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--e2e", type=int, default=5, help="iris runs for apply->Approved")
+    args = parser.parse_args()
+    env = load_env()
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+    subprocess.run(
+        ["kubectl", "apply", "-f", str(ROOT / "crds")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    upload(env)
+    asyncio.run(main_async(args, env))
+
+
+if __name__ == "__main__":
+    main()

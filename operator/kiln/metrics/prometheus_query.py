@@ -1,0 +1,117 @@
+"""A small async PromQL client: instant queries that return one number or say why not.
+
+Three answers are kept apart, because canary analysis treats them differently from a pass:
+- `ok`: the query returned exactly one finite number (a scalar, or a one-sample vector);
+- `no_data`: Prometheus answered, but with an empty vector or NaN;
+- `unreachable` / `error`: no answer (connection refused, timeout, 5xx) or the query was
+  rejected (bad PromQL, several series where one number was expected).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from kiln.core.analysis import QueryResult, QueryStatus
+
+DEFAULT_TIMEOUT_SECONDS = 5.0
+
+
+class PrometheusClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._session = session
+        self._owns_session = session is None
+
+    async def __aenter__(self) -> PrometheusClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def query(self, promql: str) -> QueryResult:
+        """One instant query (`/api/v1/query`) reduced to a single number."""
+        url = f"{self.base_url}/api/v1/query"
+        try:
+            async with self._client().post(
+                url,
+                data={"query": promql},
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as response:
+                text = await response.text()
+                status = response.status
+        except TimeoutError:
+            return QueryResult("unreachable", None, f"timed out after {self.timeout:g} s ({url})")
+        except aiohttp.ClientError as exc:
+            return QueryResult("unreachable", None, f"{type(exc).__name__}: {exc} ({url})")
+        return parse_response(status, text)
+
+    async def query_many(self, queries: Mapping[str, str]) -> dict[str, QueryResult]:
+        keys = list(queries)
+        answers = await asyncio.gather(*(self.query(queries[k]) for k in keys))
+        return dict(zip(keys, answers, strict=True))
+
+
+def parse_response(status: int, text: str) -> QueryResult:
+    """Turn an HTTP answer of `/api/v1/query` into a QueryResult (pure, for tests)."""
+    import json
+
+    try:
+        body: Any = json.loads(text)
+    except ValueError:
+        kind: QueryStatus = "unreachable" if status >= 500 or status in (0, 404) else "error"
+        return QueryResult(kind, None, f"HTTP {status}: not a Prometheus answer: {text[:200]}")
+    if not isinstance(body, dict):
+        return QueryResult("error", None, f"HTTP {status}: unexpected answer {text[:200]}")
+    if body.get("status") != "success":
+        failed: QueryStatus = "unreachable" if status >= 500 and status != 422 else "error"
+        error = f"{body.get('errorType', 'error')}: {body.get('error', text[:200])}"
+        return QueryResult(failed, None, f"HTTP {status}: {error}")
+    data = body.get("data") or {}
+    result_type = data.get("resultType")
+    result = data.get("result")
+    if result_type == "scalar":
+        return _number(result)
+    if result_type == "vector":
+        if not result:
+            return QueryResult("no_data", None, "empty result (no matching series)")
+        if len(result) > 1:
+            return QueryResult(
+                "error",
+                None,
+                f"{len(result)} series returned where one number was expected; aggregate "
+                "with sum() or similar",
+            )
+        return _number(result[0].get("value"))
+    return QueryResult("error", None, f"result type {result_type!r} is not a number")
+
+
+def _number(sample: Any) -> QueryResult:
+    try:
+        value = float(sample[1])
+    except (TypeError, ValueError, IndexError):
+        return QueryResult("error", None, f"unreadable sample {sample!r}")
+    if math.isinf(value):
+        return QueryResult("ok", value)
+    return QueryResult.of(value)

@@ -1,0 +1,143 @@
+"""The TrainingJob reconcile against kmock's Kubernetes emulator (an in-memory apiserver)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from kiln.handlers.training import TrainingController
+from kiln.k8s.client import (
+    MODEL_VERSIONS,
+    PODS,
+    TRAINING_JOBS,
+    Credentials,
+    KubeClient,
+)
+from kiln.settings import OperatorSettings
+
+pytestmark = pytest.mark.component
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+SHA = "a" * 64
+
+
+@pytest.fixture
+async def client(kmock: Any) -> Any:
+    for resource in (
+        "kiln.dev/v1alpha1/trainingjobs",
+        "kiln.dev/v1alpha1/modelversions",
+        "v1/pods",
+        "v1/events",
+    ):
+        kmock.resources[resource] = {}
+    kube = KubeClient(Credentials(server=str(kmock.url).rstrip("/"), ssl_context=False))
+    yield kube
+    await kube.close()
+
+
+def controller(client: KubeClient) -> TrainingController:
+    settings = OperatorSettings(trainer_image="kiln/trainer:test", metrics_port=0)
+    return TrainingController(client, settings, clock=lambda: NOW)
+
+
+def training_job(name: str = "iris", uid: str = "uid-1") -> dict[str, Any]:
+    return {
+        "apiVersion": "kiln.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name, "namespace": "ml", "uid": uid, "generation": 1},
+        "spec": {
+            "model": "iris",
+            "estimator": "sklearn.linear_model.LogisticRegression",
+            "dataset": {"uri": "s3://d/iris.csv", "target": "species"},
+            "output": {"uri": "s3://models"},
+            "registration": {"thresholds": [{"metric": "accuracy", "min": 0.9}]},
+        },
+    }
+
+
+def report(accuracy: float) -> str:
+    return json.dumps(
+        {
+            "ok": True,
+            "artifact": {"uri": "s3://models/ml/iris/run-1/model.skops", "sha256": SHA},
+            "metrics": {"accuracy": accuracy},
+            "dataset": {"uri": "s3://d/iris.csv", "sha256": SHA},
+            "versions": {"sklearn": "1.9"},
+        }
+    )
+
+
+async def finish(client: KubeClient, pod: str, accuracy: float) -> None:
+    terminated = {"exitCode": 0, "reason": "Completed", "message": report(accuracy)}
+    await client.patch(
+        PODS,
+        "ml",
+        pod,
+        {
+            "status": {
+                "phase": "Succeeded",
+                "containerStatuses": [{"name": "trainer", "state": {"terminated": terminated}}],
+            }
+        },
+    )
+
+
+async def test_a_job_gets_one_pod_then_one_approved_version(client: KubeClient) -> None:
+    await client.create(TRAINING_JOBS, "ml", training_job())
+    c = controller(client)
+    await c.reconcile(("ml", "iris"))
+    pods = await client.list(PODS, "ml")
+    assert [p["metadata"]["name"] for p in pods] == ["iris-1-1"]
+    assert pods[0]["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    job = await client.get(TRAINING_JOBS, "ml", "iris")
+    assert job["status"]["phase"] == "Pending"
+    assert job["status"]["runs"][0]["trigger"] == "create"
+
+    await c.reconcile(("ml", "iris"))  # nothing new: no second pod
+    assert len(await client.list(PODS, "ml")) == 1
+
+    await finish(client, "iris-1-1", 0.97)
+    await c.reconcile(("ml", "iris"))
+    (version,) = await client.list(MODEL_VERSIONS, "ml")
+    assert version["metadata"]["name"] == "iris-v1"
+    assert version["metadata"]["labels"]["kiln.dev/run"] == "1"
+    assert version["status"]["approval"]["state"] == "Approved"
+    job = await client.get(TRAINING_JOBS, "ml", "iris")
+    assert job["status"]["phase"] == "Succeeded"
+    assert job["status"]["modelVersion"] == "iris-v1"
+
+    await c.reconcile(("ml", "iris"))
+    assert len(await client.list(MODEL_VERSIONS, "ml")) == 1
+
+
+async def test_a_pod_created_before_a_crash_is_adopted(client: KubeClient) -> None:
+    """The operator died between creating the pod and writing the status."""
+    await client.create(TRAINING_JOBS, "ml", training_job())
+    first = controller(client)
+    await first.reconcile(("ml", "iris"))
+    # Forget the status, as if its write had never happened.
+    await client.patch(TRAINING_JOBS, "ml", "iris", {"status": {"runs": [], "run": 0}})
+    await controller(client).reconcile(("ml", "iris"))
+    assert [p["metadata"]["name"] for p in await client.list(PODS, "ml")] == ["iris-1-1"]
+
+
+async def test_a_failing_gate_rejects_and_a_second_job_takes_the_next_number(
+    client: KubeClient,
+) -> None:
+    await client.create(TRAINING_JOBS, "ml", training_job("a", "uid-a"))
+    await client.create(TRAINING_JOBS, "ml", training_job("b", "uid-b"))
+    c = controller(client)
+    for name in ("a", "b"):
+        await c.reconcile(("ml", name))
+    await finish(client, "a-1-1", 0.5)
+    await finish(client, "b-1-1", 0.95)
+    await c.reconcile(("ml", "a"))
+    await c.reconcile(("ml", "b"))
+    versions = {v["metadata"]["name"]: v for v in await client.list(MODEL_VERSIONS, "ml")}
+    assert sorted(versions) == ["iris-v1", "iris-v2"]
+    assert versions["iris-v1"]["status"]["approval"]["state"] == "Rejected"
+    assert "threshold/accuracy" in versions["iris-v1"]["status"]["approval"]["reason"]
+    assert versions["iris-v2"]["status"]["approval"]["state"] == "Approved"

@@ -1,0 +1,462 @@
+"""Canary delivery end to end: real control plane, real kiln-serve pods, real Prometheus.
+
+The test starts the operator itself (`kiln-operator --standalone`), uploads model artifacts
+to the cluster's S3, creates ModelVersions directly, and drives traffic through the
+Service ClusterIP with a bounded load loop, so the analysis judges real requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from kubernetes import client
+from tests.e2e.conftest import Kube
+from tests.support.k8s import wait_for
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP, VERSION = "kiln.dev", "v1alpha1"
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [6.3, 2.5, 5.0, 1.9]]
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    uri: str
+    sha256: str
+    model: Any
+
+
+def _train(kind: str) -> Any:
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True)
+    if kind == "slow":
+        # Correct but ~70 ms per single-row prediction: fails a 50 ms p99 latency check.
+        return RandomForestClassifier(n_estimators=600, random_state=0).fit(x, y)
+    return LogisticRegression(C={"v1": 1.0, "v2": 0.5}[kind], max_iter=500).fit(x, y)
+
+
+@pytest.fixture(scope="module")
+def artifacts(kube: Kube) -> dict[str, Artifact]:
+    import boto3
+    import skops.io as sio
+    from botocore.config import Config
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=kube.s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=kube.s3_access_key,
+        aws_secret_access_key=kube.s3_secret_key,
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    bucket = f"canary-e2e-{secrets.token_hex(3)}"
+    s3.create_bucket(Bucket=bucket)
+    found: dict[str, Artifact] = {}
+    for kind in ("v1", "v2", "slow"):
+        model = _train(kind)
+        data = sio.dumps(model)
+        key = f"iris/{kind}/model.skops"
+        s3.upload_fileobj(io.BytesIO(data), bucket, key)
+        found[kind] = Artifact(f"s3://{bucket}/{key}", hashlib.sha256(data).hexdigest(), model)
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def operator(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[Path]:
+    """The operator, watching only the test's namespace, with the current CRDs."""
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kube.core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "kiln-s3"},
+            "stringData": {
+                "AWS_ACCESS_KEY_ID": kube.s3_access_key,
+                "AWS_SECRET_ACCESS_KEY": kube.s3_secret_key,
+            },
+        },
+    )
+    log = tmp_path / "operator.log"
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kube.kubeconfig),
+        "KILN_PROMETHEUS_URL": kube.prometheus_url,
+        "KILN_NAMESPACES": namespace,
+        "KILN_METRICS_PORT": "0",
+        "KILN_SERVER_IMAGE": "kiln/server:e2e",
+        "KILN_S3_ENDPOINT": kube.s3_endpoint,
+    }
+    liveness = f"http://127.0.0.1:{_free_port()}/healthz"
+    binary = Path(sys.executable).parent / "kiln-operator"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(binary), "--standalone", "--liveness", liveness],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        yield log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        print(log.read_text()[-6000:])
+
+
+def custom(kube: Kube) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(kube.api)
+
+
+def create_version(
+    kube: Kube, namespace: str, n: int, artifact: Artifact, *, sha256: str | None = None
+) -> None:
+    api = custom(kube)
+    api.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "modelversions",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelVersion",
+            "metadata": {"name": f"iris-v{n}", "labels": {"kiln.dev/model": "iris"}},
+            "spec": {
+                "model": "iris",
+                "version": n,
+                "artifact": {"uri": artifact.uri, "sha256": sha256 or artifact.sha256},
+                "inputSchema": {"features": [{"name": f} for f in FEATURES]},
+            },
+        },
+    )
+    api.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        namespace,
+        "modelversions",
+        f"iris-v{n}",
+        {"status": {"approval": {"state": "Approved", "by": "e2e", "reason": "test"}}},
+    )
+
+
+def create_deployment(kube: Kube, namespace: str, **canary: Any) -> None:
+    custom(kube).create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "modeldeployments",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "iris"},
+            "spec": {
+                "model": "iris",
+                "followLatestApproved": True,
+                "replicas": 2,
+                "artifactStore": {"credentialsSecretRef": {"name": "kiln-s3"}},
+                "canary": {
+                    "steps": [50],
+                    "intervalSeconds": 10,
+                    "minRequests": 10,
+                    "failureLimit": 0,
+                    "inconclusiveLimit": 1,
+                    "progressDeadlineSeconds": 600,
+                    "builtinChecks": {"latency": {"quantile": 0.99, "maxSeconds": 0.05}},
+                    **canary,
+                },
+            },
+        },
+    )
+
+
+def status(kube: Kube, namespace: str) -> dict[str, Any]:
+    body = custom(kube).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "modeldeployments", "iris"
+    )
+    return dict(body.get("status") or {})
+
+
+def wait_status(
+    kube: Kube,
+    namespace: str,
+    predicate: Callable[[dict[str, Any]], bool],
+    timeout: float,
+    what: str,
+    *,
+    never: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        current = status(kube, namespace)
+        if never is not None:
+            assert not never(current), f"while waiting for {what}: {current}"
+        return current if predicate(current) else None
+
+    return wait_for(probe, timeout, what, interval=0.5)
+
+
+def serving(kube: Kube, namespace: str) -> None:
+    """iris-v1 fully serving (the starting point of every scenario)."""
+    wait_status(
+        kube,
+        namespace,
+        lambda s: (
+            s.get("phase") == "Promoted"
+            and s.get("stableVersion") == "iris-v1"
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in s.get("conditions", []))
+        ),
+        120,
+        "iris-v1 serving",
+    )
+
+
+def stable_template_version(kube: Kube, namespace: str) -> str:
+    deployment = kube.apps.read_namespaced_deployment("iris-stable", namespace)
+    return str(deployment.spec.template.metadata.labels["kiln.dev/model-version"])
+
+
+def infer_body(rows: list[list[float]]) -> bytes:
+    flat = [v for row in rows for v in row]
+    inputs = [{"name": "input-0", "shape": [len(rows), 4], "datatype": "FP64", "data": flat}]
+    return json.dumps({"inputs": inputs}).encode()
+
+
+@contextmanager
+def load(url: str, rate: float = 40.0) -> Iterator[Counter[int]]:
+    """Single-row inference requests at about `rate` per second until the block ends."""
+    codes: Counter[int] = Counter()
+    stop = threading.Event()
+    body = infer_body(ROWS[:1])
+
+    def loop() -> None:
+        period = 1.0 / rate
+        while not stop.is_set():
+            started = time.monotonic()
+            request = urllib.request.Request(
+                f"{url}/v2/models/iris/infer",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    codes[response.status] += 1
+            except urllib.error.HTTPError as e:
+                codes[e.code] += 1
+            except OSError:
+                codes[0] += 1
+            stop.wait(max(0.0, period - (time.monotonic() - started)))
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield codes
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+
+
+def service_url(kube: Kube, namespace: str) -> str:
+    svc = kube.core.read_namespaced_service("iris", namespace)
+    return f"http://{svc.spec.cluster_ip}:80"
+
+
+def test_good_version_is_promoted_and_serves_through_a_triton_client(
+    kube: Kube, namespace: str, operator: Path, artifacts: dict[str, Artifact]
+) -> None:
+    create_version(kube, namespace, 1, artifacts["v1"])
+    create_deployment(kube, namespace)
+    serving(kube, namespace)
+    url = service_url(kube, namespace)
+    with load(url) as codes:
+        create_version(kube, namespace, 2, artifacts["v2"])
+        wait_status(
+            kube, namespace, lambda s: s.get("canaryVersion") == "iris-v2", 60, "canary start"
+        )
+        final = wait_status(
+            kube,
+            namespace,
+            lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == "iris-v2",
+            180,
+            "iris-v2 promoted",
+            never=lambda s: s.get("phase") in ("RolledBack", "Failed"),
+        )
+    assert codes[200] > 100, codes
+    assert set(codes) == {200}, codes
+    successful = [a for a in final["analysis"] if a["outcome"] == "Successful"]
+    assert {a["check"] for a in successful} >= {"error-rate", "latency-p99"}
+    assert all(a["requests"] >= 10 for a in successful)
+    assert stable_template_version(kube, namespace) == "iris-v2"
+
+    # Once the stable pods run v2, a third-party OIP client gets v2's predictions.
+    wait_status(
+        kube,
+        namespace,
+        lambda s: any(
+            c["type"] == "Ready" and c["status"] == "True" for c in s.get("conditions", [])
+        ),
+        120,
+        "stable rolled to v2",
+    )
+    import tritonclient.http as triton
+
+    address = url.removeprefix("http://")
+
+    def only_v2() -> bool:
+        with urllib.request.urlopen(f"{url}/v2/models/iris", timeout=5) as response:
+            seen = {tuple(json.load(response)["versions"]) for _ in range(1)}
+        return seen == {("iris-v2",)}
+
+    wait_for(only_v2, 60, "v2 behind the Service")
+    triton_client = triton.InferenceServerClient(address)
+    try:
+        assert triton_client.is_server_ready()
+        for _ in range(6):  # a few requests: every endpoint behind the Service answers
+            batch = triton.InferInput("input-0", [len(ROWS), 4], "FP64")
+            batch.set_data_from_numpy(np.array(ROWS, dtype=np.float64))
+            result = triton_client.infer("iris", [batch])
+            predicted = result.as_numpy("predict")
+            assert predicted is not None
+            expected = artifacts["v2"].model.predict(np.array(ROWS))
+            assert [int(p) for p in predicted] == [int(e) for e in expected]
+    finally:
+        triton_client.close()
+
+
+def test_slow_version_is_rolled_back_with_stable_untouched(
+    kube: Kube, namespace: str, operator: Path, artifacts: dict[str, Artifact]
+) -> None:
+    create_version(kube, namespace, 1, artifacts["v1"])
+    create_deployment(kube, namespace)
+    serving(kube, namespace)
+    with load(service_url(kube, namespace)):
+        create_version(kube, namespace, 2, artifacts["slow"])
+        deadline = time.monotonic() + 180
+        final: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            final = status(kube, namespace)
+            assert stable_template_version(kube, namespace) == "iris-v1"
+            assert final.get("stableVersion") == "iris-v1"
+            assert final.get("canaryWeight", 0) < 100
+            assert final.get("phase") != "Promoted" or final.get("canaryVersion") is None
+            if final.get("phase") == "RolledBack":
+                break
+            time.sleep(0.5)
+    assert (final.get("phase"), final.get("reason"), final.get("failedVersion")) == (
+        "RolledBack",
+        "AnalysisFailed",
+        "iris-v2",
+    ), final
+    latency = [a for a in final["analysis"] if a["check"] == "latency-p99"]
+    assert latency[-1]["outcome"] == "Failed" and latency[-1]["value"] > 0.05
+    assert latency[-1]["max"] == 0.05
+    wait_for(
+        lambda: kube.apps.read_namespaced_deployment("iris-canary", namespace).spec.replicas == 0,
+        30,
+        "canary scaled to zero",
+    )
+    assert stable_template_version(kube, namespace) == "iris-v1"
+
+
+def test_tampered_artifact_never_serves_and_fails_with_integrity_error(
+    kube: Kube, namespace: str, operator: Path, artifacts: dict[str, Artifact]
+) -> None:
+    create_version(kube, namespace, 1, artifacts["v1"])
+    create_deployment(kube, namespace)
+    serving(kube, namespace)
+    # The ModelVersion promises v2's bytes, but the object holds something else.
+    create_version(kube, namespace, 2, artifacts["v1"], sha256=artifacts["v2"].sha256)
+    final = wait_status(
+        kube,
+        namespace,
+        lambda s: s.get("phase") == "Failed",
+        120,
+        "the rollout to fail",
+        never=lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == "iris-v2",
+    )
+    assert final["reason"] == "IntegrityError", final
+    assert "sha256" in final["message"]
+    assert final["stableVersion"] == "iris-v1"
+    assert stable_template_version(kube, namespace) == "iris-v1"
+
+
+def test_prometheus_outage_pauses_as_inconclusive_and_resumes(
+    kube: Kube, namespace: str, operator: Path, artifacts: dict[str, Artifact]
+) -> None:
+    if not kube.local:
+        pytest.fail("this scenario stops the dev cluster's Prometheus; run it on the dev cluster")
+    from kiln.devcluster.cluster import Cluster
+
+    cluster = Cluster()
+    create_version(kube, namespace, 1, artifacts["v1"])
+    create_deployment(kube, namespace, steps=[50], intervalSeconds=10)
+    serving(kube, namespace)
+    with load(service_url(kube, namespace)):
+        create_version(kube, namespace, 2, artifacts["v2"])
+        wait_status(
+            kube,
+            namespace,
+            lambda s: (
+                s.get("canaryVersion") == "iris-v2"
+                and "waiting for canary pods" not in (s.get("message") or "")
+            ),
+            90,
+            "the canary ready",
+        )
+        cluster.stop_component("prometheus")
+        try:
+            paused = wait_status(
+                kube,
+                namespace,
+                lambda s: s.get("phase") == "Paused",
+                90,
+                "the rollout paused as inconclusive",
+                never=lambda s: s.get("phase") == "Promoted",
+            )
+            assert paused["reason"] == "InconclusiveAnalysis"
+            assert paused["canaryVersion"] == "iris-v2" and paused["stableVersion"] == "iris-v1"
+            assert {a["outcome"] for a in paused["analysis"]} <= {"Error", "Inconclusive"}
+            assert any("unreachable" in a["message"] for a in paused["analysis"])
+        finally:
+            cluster.start_component("prometheus")
+        final = wait_status(
+            kube,
+            namespace,
+            lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == "iris-v2",
+            180,
+            "promotion once Prometheus is back",
+            never=lambda s: s.get("phase") in ("RolledBack", "Failed"),
+        )
+    assert final["analysis"][-1]["outcome"] == "Successful"

@@ -1,0 +1,432 @@
+"""TrainingJob -> Pod -> ModelVersion on a real control plane, with the operator as a process.
+
+The operator runs on the host (`kiln-operator --standalone`) against the cluster's
+kubeconfig, exactly as a developer runs it; training pods run the real trainer, which reads
+iris.csv from the cluster's S3 and uploads the model there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from tests.e2e.conftest import Kube
+from tests.support.k8s import wait_for
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+INVALID = sorted((ROOT / "tests/data/invalid_trainingjobs").glob("*.yaml"))
+GROUP, VERSION = "kiln.dev", "v1alpha1"
+# One bucket for data and models: every SeaweedFS bucket costs volumes.
+BUCKET = "datasets"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Operator:
+    """`kiln-operator` as a child process that a test can SIGKILL and start again."""
+
+    def __init__(self, kube: Kube, log: Path) -> None:
+        self.kube = kube
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.metrics_port = _free_port()
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kube.kubeconfig),
+            "KILN_S3_ENDPOINT": self.kube.s3_endpoint,
+            "KILN_METRICS_PORT": str(self.metrics_port),
+        }
+        command = [
+            str(Path(sys.executable).parent / "kiln-operator"),
+            "--standalone",
+            f"--liveness=http://127.0.0.1:{_free_port()}/healthz",
+        ]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no graceful shutdown, as when a node dies."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics") as r:
+            return str(r.read().decode())
+
+
+@pytest.fixture(scope="module")
+def crds(kube: Kube) -> None:
+    kube.kubectl("apply", "-f", str(ROOT / "crds"))
+    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+
+
+@pytest.fixture(scope="module")
+def operator(
+    kube: Kube, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    process = Operator(kube, tmp_path_factory.mktemp("operator") / "operator.log")
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def s3(kube: Kube) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    s3client = boto3.client(
+        "s3",
+        endpoint_url=kube.s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=kube.s3_access_key,
+        aws_secret_access_key=kube.s3_secret_key,
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    buckets = {b["Name"] for b in s3client.list_buckets().get("Buckets", [])}
+    if BUCKET not in buckets:
+        s3client.create_bucket(Bucket=BUCKET)
+    return s3client
+
+
+@pytest.fixture(scope="module")
+def datasets(s3: Any) -> dict[str, str]:
+    prefix = f"e2e-{secrets.token_hex(3)}"
+    uris = {}
+    for name in ("iris.csv", "iris-broken.csv"):
+        key = f"{prefix}/{name}"
+        s3.upload_file(str(ROOT / "examples/data" / name), BUCKET, key)
+        uris[name] = f"s3://{BUCKET}/{key}"
+    uris["missing"] = f"s3://{BUCKET}/{prefix}/no-such-file.csv"
+    return uris
+
+
+@pytest.fixture
+def ns(kube: Kube, namespace: str, operator: Operator) -> str:
+    """A restricted namespace with the S3 credentials Secret the jobs reference."""
+    kube.core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "s3-credentials"},
+            "stringData": {
+                "AWS_ACCESS_KEY_ID": kube.s3_access_key,
+                "AWS_SECRET_ACCESS_KEY": kube.s3_secret_key,
+            },
+        },
+    )
+    return namespace
+
+
+def training_job(name: str, dataset: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": "iris",
+        "estimator": "sklearn.ensemble.RandomForestClassifier",
+        "params": {"n_estimators": 20, "max_depth": 4},
+        "dataset": {"uri": dataset, "target": "species"},
+        "evaluation": {"testSize": 0.25, "seed": 7, "metrics": ["accuracy", "f1_macro"]},
+        "backoffLimit": 1,
+        "output": {
+            "uri": f"s3://{BUCKET}/models",
+            "credentialsSecretRef": {"name": "s3-credentials"},
+        },
+        "registration": {
+            "thresholds": [{"metric": "accuracy", "min": 0.8}],
+            "notWorseThanApproved": {"metric": "accuracy", "maxDegradation": 0.05},
+        },
+    }
+    body.update(spec)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+def custom(kube: Kube) -> Any:
+    return client.CustomObjectsApi(kube.api)
+
+
+def create(kube: Kube, ns: str, body: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = custom(kube).create_namespaced_custom_object(
+        GROUP, VERSION, ns, "trainingjobs", body
+    )
+    return result
+
+
+def get(kube: Kube, ns: str, plural: str, name: str) -> dict[str, Any] | None:
+    try:
+        result: dict[str, Any] = custom(kube).get_namespaced_custom_object(
+            GROUP, VERSION, ns, plural, name
+        )
+        return result
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def versions(kube: Kube, ns: str) -> list[dict[str, Any]]:
+    answer = custom(kube).list_namespaced_custom_object(GROUP, VERSION, ns, "modelversions")
+    return list(answer["items"])
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return dict(c)
+    return None
+
+
+def wait_approved(kube: Kube, ns: str, name: str, timeout: float = 120) -> dict[str, Any]:
+    def approved() -> dict[str, Any] | None:
+        mv = get(kube, ns, "modelversions", name)
+        state = ((mv or {}).get("status") or {}).get("approval", {}).get("state")
+        return mv if state == "Approved" else None
+
+    return wait_for(approved, timeout, f"{ns}/{name} Approved", interval=0.5)
+
+
+def wait_phase(kube: Kube, ns: str, name: str, phase: str, timeout: float) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        job = get(kube, ns, "trainingjobs", name)
+        return job if ((job or {}).get("status") or {}).get("phase") == phase else None
+
+    return wait_for(reached, timeout, f"TrainingJob {ns}/{name} {phase}", interval=0.5)
+
+
+def training_pods(kube: Kube, ns: str) -> list[client.V1Pod]:
+    return list(kube.core.list_namespaced_pod(ns, label_selector="kiln.dev/run").items)
+
+
+def events(kube: Kube, ns: str, name: str) -> list[str]:
+    items = kube.core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}")
+    return [e.reason for e in items.items]
+
+
+# --- the happy path ------------------------------------------------------------------------
+
+
+def test_iris_trains_in_a_pod_and_registers_approved_versions_with_lineage(
+    kube: Kube, ns: str, s3: Any, datasets: dict[str, str], operator: Operator
+) -> None:
+    job = create(kube, ns, training_job("iris", datasets["iris.csv"]))
+
+    v1 = wait_approved(kube, ns, "iris-v1")
+    # The artifact is in S3 and is exactly the bytes the ModelVersion names.
+    artifact = v1["spec"]["artifact"]
+    bucket, _, key = artifact["uri"].removeprefix("s3://").partition("/")
+    data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert hashlib.sha256(data).hexdigest() == artifact["sha256"]
+    assert artifact["format"] == "skops"
+    assert v1["spec"]["metrics"]["accuracy"] >= 0.8
+    assert v1["status"]["approval"]["by"] == "kiln-operator"
+    assert {c["name"] for c in v1["status"]["approval"]["checks"]} == {
+        "threshold/accuracy",
+        "notWorseThanApproved/accuracy",
+    }
+
+    # One pod, deterministic name, owned by the TrainingJob, restricted-compliant.
+    (pod,) = training_pods(kube, ns)
+    assert pod.metadata.name == "iris-1-1"
+    (owner,) = pod.metadata.owner_references
+    assert (owner.kind, owner.uid, owner.controller) == (
+        "TrainingJob",
+        job["metadata"]["uid"],
+        True,
+    )
+    env = {e.name: e for e in pod.spec.containers[0].env}
+    assert env["AWS_ACCESS_KEY_ID"].value_from.secret_key_ref.name == "s3-credentials"
+    assert env["AWS_EC2_METADATA_DISABLED"].value == "true"
+
+    # Lineage: enough to re-run it.
+    annotations = v1["metadata"]["annotations"]
+    dataset_sha = hashlib.sha256((ROOT / "examples/data/iris.csv").read_bytes()).hexdigest()
+    assert annotations["lineage.kiln.dev/dataset"] == f"{datasets['iris.csv']}@sha256:{dataset_sha}"
+    assert annotations["lineage.kiln.dev/training-job-uid"] == job["metadata"]["uid"]
+    assert annotations["lineage.kiln.dev/params-hash"].startswith("sha256:")
+    assert annotations["lineage.kiln.dev/trainer-image"].startswith("kiln/trainer:")
+    assert "lineage.kiln.dev/parent-version" not in annotations
+
+    trained = wait_phase(kube, ns, "iris", "Succeeded", 30)
+    assert trained["status"]["modelVersion"] == "iris-v1"
+    assert condition(trained, "Ready")["status"] == "True"  # type: ignore[index]
+    assert {"RunStarted", "AttemptStarted", "Succeeded"} <= set(events(kube, ns, "iris"))
+
+    # A second run (a person asks for one) gives iris-v2, whose parent is iris-v1.
+    custom(kube).patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        ns,
+        "trainingjobs",
+        "iris",
+        {"metadata": {"annotations": {"kiln.dev/retrain": "second"}}},
+    )
+    v2 = wait_approved(kube, ns, "iris-v2")
+    assert v2["metadata"]["annotations"]["lineage.kiln.dev/parent-version"] == "iris-v1"
+    assert v2["metadata"]["labels"]["kiln.dev/run"] == "2"
+    assert v2["spec"]["artifact"]["uri"] != artifact["uri"]
+    # Same data, params and seed: the same model, byte for byte.
+    assert v2["spec"]["artifact"]["sha256"] == artifact["sha256"]
+    check = next(c for c in v2["status"]["approval"]["checks"] if c["name"].startswith("notWorse"))
+    assert check["baselineVersion"] == "iris-v1"
+    assert sorted(v["metadata"]["name"] for v in versions(kube, ns)) == ["iris-v1", "iris-v2"]
+    assert "kiln_training_runs_total" in operator.metrics()
+
+
+# --- failures ------------------------------------------------------------------------------
+
+
+def test_unreachable_dataset_exhausts_retries_with_backoff(
+    kube: Kube, ns: str, datasets: dict[str, str]
+) -> None:
+    create(kube, ns, training_job("missing", datasets["missing"], backoffLimit=1))
+    job = wait_phase(kube, ns, "missing", "Failed", 90)
+    status = job["status"]
+    assert status["attempts"] == 2
+    ready = condition(job, "Ready")
+    assert ready is not None and ready["status"] == "False"
+    assert ready["reason"] == "BackoffLimitExceeded"
+    assert "DatasetUnavailable" in ready["message"]
+    assert sorted(p.metadata.name for p in training_pods(kube, ns)) == [
+        "missing-1-1",
+        "missing-1-2",
+    ]
+    reasons = events(kube, ns, "missing")
+    assert "Retrying" in reasons and "BackoffLimitExceeded" in reasons
+    assert versions(kube, ns) == []
+
+
+def test_broken_dataset_fails_at_once_without_retrying(
+    kube: Kube, ns: str, datasets: dict[str, str]
+) -> None:
+    create(kube, ns, training_job("broken", datasets["iris-broken.csv"], backoffLimit=3))
+    job = wait_phase(kube, ns, "broken", "Failed", 60)
+    assert job["status"]["attempts"] == 1
+    assert condition(job, "Ready")["reason"] == "InvalidDataset"  # type: ignore[index]
+    assert condition(job, "Failed")["status"] == "True"  # type: ignore[index]
+
+
+def test_active_deadline_is_enforced(kube: Kube, ns: str, datasets: dict[str, str]) -> None:
+    body = training_job("slow", datasets["iris.csv"], activeDeadlineSeconds=4)
+    del body["spec"]["estimator"]
+    body["spec"]["command"] = ["python3", "-c", "import time; time.sleep(120)"]
+    started = time.monotonic()
+    create(kube, ns, body)
+    job = wait_phase(kube, ns, "slow", "Failed", 60)
+    assert time.monotonic() - started < 40
+    assert condition(job, "Ready")["reason"] == "DeadlineExceeded"  # type: ignore[index]
+
+    def stopped() -> bool:
+        pods = training_pods(kube, ns)
+        return all(
+            p.metadata.deletion_timestamp is not None or p.status.phase in ("Failed", "Succeeded")
+            for p in pods
+        )
+
+    wait_for(stopped, 60, "the slow pod to be stopped")
+
+
+def test_pod_deleted_from_outside_counts_as_a_failed_attempt(
+    kube: Kube, ns: str, datasets: dict[str, str]
+) -> None:
+    body = training_job("victim", datasets["iris.csv"], backoffLimit=0)
+    del body["spec"]["estimator"]
+    body["spec"]["command"] = ["python3", "-c", "import time; time.sleep(120)"]
+    create(kube, ns, body)
+    wait_for(lambda: training_pods(kube, ns), 30, "the victim pod")
+    kube.core.delete_namespaced_pod("victim-1-1", ns, grace_period_seconds=0)
+    job = wait_phase(kube, ns, "victim", "Failed", 60)
+    ready = condition(job, "Ready")
+    assert ready is not None and ready["reason"] == "BackoffLimitExceeded"
+    assert "PodDeleted" in ready["message"]
+
+
+# --- the operator dies ---------------------------------------------------------------------
+
+
+def test_operator_killed_mid_run_creates_no_duplicate_pod_or_version(
+    kube: Kube, ns: str, datasets: dict[str, str], operator: Operator
+) -> None:
+    create(kube, ns, training_job("iris", datasets["iris.csv"]))
+    wait_for(lambda: training_pods(kube, ns), 30, "the first training pod", interval=0.05)
+    operator.kill()
+    time.sleep(1)
+    operator.start()
+    wait_approved(kube, ns, "iris-v1")
+    # A retrain request, with a kill right after the operator has seen it.
+    custom(kube).patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        ns,
+        "trainingjobs",
+        "iris",
+        {"metadata": {"annotations": {"kiln.dev/retrain": "again"}}},
+    )
+    wait_for(lambda: len(training_pods(kube, ns)) == 2, 30, "the second pod", interval=0.05)
+    operator.kill()
+    operator.start()
+    wait_approved(kube, ns, "iris-v2")
+    wait_phase(kube, ns, "iris", "Succeeded", 30)
+    time.sleep(3)  # give a duplicate every chance to appear
+    assert sorted(p.metadata.name for p in training_pods(kube, ns)) == ["iris-1-1", "iris-2-1"]
+    assert sorted(v["metadata"]["name"] for v in versions(kube, ns)) == ["iris-v1", "iris-v2"]
+
+
+# --- validation at apply time --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_invalid_trainingjob_is_rejected_naming_the_field(
+    kube: Kube, namespace: str, crds: None, path: Path
+) -> None:
+    expected = yaml.safe_load(path.read_text())["metadata"]["annotations"][
+        "test.kiln.dev/expected-error"
+    ]
+    result = kube.kubectl("apply", "-n", namespace, "-f", str(path), check=False)
+    assert result.returncode != 0, f"{path.name} was accepted"
+    assert expected in result.stderr, result.stderr
+    assert (
+        custom(kube).list_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs")[
+            "items"
+        ]
+        == []
+    )
+
+
+def test_there_are_at_least_fifteen_invalid_examples() -> None:
+    assert len(INVALID) >= 15

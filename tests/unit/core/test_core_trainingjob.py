@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from kiln.api.training_job import RunRecord, TrainingJob
+from kiln.core import trainingjob as t
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 5, 1, 12, 30, tzinfo=UTC)
+
+
+def job(
+    status: dict[str, Any] | None = None,
+    triggers: dict[str, Any] | None = None,
+    generation: int = 1,
+    annotations: dict[str, str] | None = None,
+) -> TrainingJob:
+    spec: dict[str, Any] = {
+        "model": "iris",
+        "estimator": "sklearn.linear_model.LogisticRegression",
+        "dataset": {"uri": "s3://d/iris.csv", "target": "species"},
+    }
+    if triggers is not None:
+        spec["triggers"] = triggers
+    return TrainingJob.model_validate(
+        {
+            "metadata": {
+                "name": "iris",
+                "namespace": "ml",
+                "uid": "u1",
+                "generation": generation,
+                "creationTimestamp": T0.isoformat(),
+                "annotations": annotations or {},
+            },
+            "spec": spec,
+            "status": status or {},
+        }
+    )
+
+
+def run(number: int, phase: str, **extra: Any) -> dict[str, Any]:
+    return {"run": number, "phase": phase, "attempts": 1, **extra}
+
+
+def test_a_new_job_starts_run_one() -> None:
+    plan = t.plan_triggers(job(), T0)
+    assert plan.start == "create"
+    assert plan.observed_generation == 1
+    assert t.new_run(job().status, "create", T0).run == 1
+
+
+def test_a_suspended_new_job_starts_nothing() -> None:
+    plan = t.plan_triggers(job(triggers={"suspend": True}), T0)
+    assert plan.start is None
+    assert plan.events[0][0] == t.SUSPENDED
+
+
+def test_nothing_starts_once_the_run_is_recorded() -> None:
+    done = job({"run": 1, "observedGeneration": 1, "runs": [run(1, "Succeeded")]})
+    assert t.plan_triggers(done, T0).start is None
+
+
+def test_a_spec_change_starts_a_run_after_the_active_one_under_forbid() -> None:
+    busy = job({"run": 1, "observedGeneration": 1, "runs": [run(1, "Running")]}, generation=2)
+    plan = t.plan_triggers(busy, T0)
+    assert plan.start is None
+    assert plan.observed_generation == 1  # not consumed: it runs later
+    idle = job({"run": 1, "observedGeneration": 1, "runs": [run(1, "Succeeded")]}, generation=2)
+    plan = t.plan_triggers(idle, T0)
+    assert (plan.start, plan.observed_generation) == ("spec", 2)
+
+
+def test_replace_cancels_the_active_run() -> None:
+    busy = job(
+        {"run": 1, "observedGeneration": 1, "runs": [run(1, "Running")]},
+        triggers={"concurrencyPolicy": "Replace"},
+        generation=2,
+    )
+    plan = t.plan_triggers(busy, T0)
+    assert (plan.start, plan.cancel) == ("spec", [1])
+    cancelled = t.cancel_run(RunRecord.model_validate(run(1, "Running")), T0)
+    assert (cancelled.phase, cancelled.reason) == ("Failed", t.REPLACED)
+
+
+def test_the_schedule_fires_once_for_missed_times() -> None:
+    scheduled = job(
+        {"run": 1, "observedGeneration": 1, "runs": [run(1, "Succeeded")]},
+        triggers={"schedule": "0 * * * *"},
+    )
+    later = T0 + timedelta(hours=5, minutes=1)
+    plan = t.plan_triggers(scheduled, later)
+    assert plan.start == "schedule"
+    assert plan.last_schedule_time == datetime(2026, 5, 1, 17, 0, tzinfo=UTC)
+    assert plan.next_check == datetime(2026, 5, 1, 18, 0, tzinfo=UTC)
+
+
+def test_a_schedule_during_a_forbidden_run_is_skipped_and_recorded() -> None:
+    scheduled = job(
+        {"run": 1, "observedGeneration": 1, "runs": [run(1, "Running")]},
+        triggers={"schedule": "0 * * * *"},
+    )
+    plan = t.plan_triggers(scheduled, T0 + timedelta(hours=1))
+    assert plan.start is None
+    assert plan.last_schedule_time == datetime(2026, 5, 1, 13, 30, tzinfo=UTC).replace(minute=0)
+    assert plan.events[0][0] == t.SKIPPED
+
+
+def test_a_dataset_change_starts_a_run_and_the_first_digest_is_a_baseline() -> None:
+    base = {"run": 1, "observedGeneration": 1, "runs": [run(1, "Succeeded")]}
+    watched = job(base, triggers={"datasetChange": {"pollIntervalSeconds": 60}})
+    first = t.plan_triggers(watched, T0, observed_digest="etag:a")
+    assert (first.start, first.dataset_digest) == (None, "etag:a")
+    known = job({**base, "datasetDigest": "etag:a"}, triggers={"datasetChange": {}})
+    assert t.plan_triggers(known, T0, observed_digest="etag:a").start is None
+    assert t.plan_triggers(known, T0, observed_digest=None).start is None
+    changed = t.plan_triggers(known, T0, observed_digest="etag:b")
+    assert (changed.start, changed.dataset_digest) == ("datasetChange", "etag:b")
+
+
+def test_the_retrain_annotation_starts_one_run_per_value() -> None:
+    base = {"run": 1, "observedGeneration": 1, "runs": [run(1, "Succeeded")]}
+    asked = job(base, annotations={t.RETRAIN_ANNOTATION: "x"})
+    plan = t.plan_triggers(asked, T0)
+    assert (plan.start, plan.retrain_handled) == ("manual", "x")
+    handled = job(base, annotations={t.RETRAIN_ANNOTATION: "x", t.RETRAIN_HANDLED_ANNOTATION: "x"})
+    assert t.plan_triggers(handled, T0).start is None
+
+
+def test_an_invalid_cron_stalls() -> None:
+    plan = t.plan_triggers(job(triggers={"schedule": "61 * * * *"}), T0)
+    assert plan.stalled is not None and "schedule" in plan.stalled
+
+
+def test_new_runs_never_reuse_a_number() -> None:
+    status = job({"run": 7, "runs": [run(5, "Succeeded")]}).status
+    assert t.new_run(status, "manual", T0).run == 8
+
+
+def test_prune_keeps_the_history_limits_and_the_newest_run() -> None:
+    runs = [RunRecord.model_validate(run(n, "Succeeded")) for n in range(1, 6)]
+    runs.append(RunRecord.model_validate(run(6, "Failed")))
+    runs.append(RunRecord.model_validate(run(7, "Failed")))
+    kept, gone = t.prune(runs, job(triggers={"successfulRunsHistoryLimit": 2}))
+    assert gone == [1, 2, 3, 6]
+    assert [r.run for r in kept] == [4, 5, 7]
+
+
+def test_summary_of_a_success() -> None:
+    j = job({"run": 1})
+    runs = [RunRecord.model_validate(run(1, "Succeeded", modelVersion="iris-v1"))]
+    status = t.summarize(j, runs, T0, plan=t.plan_triggers(j, T0))
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("True", "Succeeded")
+    assert status.model_version == "iris-v1"
+    assert status.phase == "Succeeded"
+
+
+def test_summary_of_a_failure_and_of_a_retry() -> None:
+    j = job({"run": 1})
+    failed = [RunRecord.model_validate(run(1, "Failed", reason="BackoffLimitExceeded"))]
+    status = t.summarize(j, failed, T0)
+    types = {c.type: (c.status, c.reason) for c in status.conditions}
+    assert types["Ready"] == ("False", "BackoffLimitExceeded")
+    assert types["Failed"] == ("True", "BackoffLimitExceeded")
+    retrying = [
+        RunRecord.model_validate(run(1, "Pending", nextAttemptTime=T0.isoformat(), message="m"))
+    ]
+    status = t.summarize(j, retrying, T0)
+    types = {c.type: (c.status, c.reason) for c in status.conditions}
+    assert types["Reconciling"] == ("True", "Retrying")
+
+
+def test_requeue_delay_is_the_soonest() -> None:
+    delays = [timedelta(seconds=30), None, timedelta(seconds=5)]
+    assert t.requeue_delay(delays, T0 + timedelta(seconds=2), T0) == 2
+    assert t.requeue_delay([None], None, T0) is None
