@@ -30,6 +30,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Pods, ModelVersions and Deployments are created by create-and-check, so a retried
     # handler never duplicates them; errors are retried with back-off, not forever fast.
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+    # Leader safety: without the peering object kopf would silently run unguarded, and two
+    # replicas started by mistake would both act. Fail instead (--standalone opts out).
+    settings.peering.mandatory = True
+    if OperatorSettings.from_env().namespaces:
+        # A namespace-scoped install has no right to list namespaces; don't try.
+        settings.scanning.disabled = True
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,6 +24,8 @@ from kiln.core.trainingjob import summarize
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,9 @@ def _training_job(generation: int = 2) -> TrainingJob:
     raw["metadata"]["generation"] = generation
     job = TrainingJob.model_validate(raw)
     # The operator has seen this generation before (summarize keeps observedGeneration).
-    return job.model_copy(update={"status": job.status.model_copy(update={"observed_generation": 2})})
+    return job.model_copy(
+        update={"status": job.status.model_copy(update={"observed_generation": 2})}
+    )
 
 
 def _tj_object(job: TrainingJob, status: dict[str, Any], generation: int) -> dict[str, Any]:
@@ -76,9 +80,7 @@ def training_jobs() -> list[Sample]:
     samples = [
         Sample("tj-pending", _tj_object(job, status([run]), 2), "InProgress", "Progressing"),
         Sample("tj-running", _tj_object(job, status([running]), 2), "InProgress", "Progressing"),
-        Sample(
-            "tj-retrying", _tj_object(job, status([retrying]), 2), "InProgress", "Progressing"
-        ),
+        Sample("tj-retrying", _tj_object(job, status([retrying]), 2), "InProgress", "Progressing"),
         Sample("tj-succeeded", _tj_object(job, status([succeeded]), 2), "Current", "Healthy"),
         # A finished failure: Ready=False without Stalled, which kstatus reads as InProgress.
         Sample("tj-failed", _tj_object(job, status([failed]), 2), "InProgress", "Degraded"),
@@ -127,7 +129,9 @@ def model_versions() -> list[Sample]:
         Sample("mv-unregistered", obj(None), "Current", "Progressing"),
         Sample("mv-approved", obj(decided("Approved", "policy passed")), "Current", "Healthy"),
         Sample("mv-pending", obj(decided("Pending", "awaiting review")), "Current", "Suspended"),
-        Sample("mv-rejected", obj(decided("Rejected", "accuracy 0.4 < 0.9")), "Current", "Degraded"),
+        Sample(
+            "mv-rejected", obj(decided("Rejected", "accuracy 0.4 < 0.9")), "Current", "Degraded"
+        ),
     ]
 
 
@@ -151,17 +155,22 @@ def model_deployments() -> list[Sample]:
             "status": status.to_wire(),
         }
 
-    return [
-        Sample("md-promoted", obj("Promoted", "ready", "Serving"), "Current", "Healthy"),
-        Sample("md-rolling-out", obj("Progressing", "reconciling", "RollingOut"), "InProgress", "Progressing"),
-        Sample("md-canary", obj("Progressing", "reconciling", "CanaryProgressing"), "InProgress", "Progressing"),
-        Sample("md-paused", obj("Paused", "reconciling", "Paused"), "InProgress", "Suspended"),
-        Sample("md-paused-inconclusive", obj("Paused", "stalled", "InconclusiveAnalysis"), "Failed", "Degraded"),
-        Sample("md-rolled-back", obj("RolledBack", "stalled", "AnalysisFailed"), "Failed", "Degraded"),
-        Sample("md-failed", obj("Failed", "stalled", "ArtifactDigestMismatch"), "Failed", "Degraded"),
-        Sample("md-no-target", obj(None, "stalled", "NoApprovedVersion"), "Failed", "Degraded"),
-        Sample("md-stale", obj("Promoted", "ready", "Serving", generation=5), "InProgress", "Progressing"),
+    # name, phase, condition kind, reason, generation, kstatus, Argo CD
+    table = [
+        ("md-promoted", "Promoted", "ready", "Serving", 4, "Current", "Healthy"),
+        ("md-rolling-out", PROGRESSING, "reconciling", "RollingOut", 4, "InProgress", PROGRESSING),
+        ("md-canary", PROGRESSING, "reconciling", "CanaryStep", 4, "InProgress", PROGRESSING),
+        ("md-paused", "Paused", "reconciling", "Paused", 4, "InProgress", "Suspended"),
+        ("md-inconclusive", "Paused", "stalled", "InconclusiveAnalysis", 4, "Failed", DEGRADED),
+        ("md-rolled-back", "RolledBack", "stalled", "AnalysisFailed", 4, "Failed", "Degraded"),
+        ("md-failed", "Failed", "stalled", "ArtifactDigestMismatch", 4, "Failed", "Degraded"),
+        ("md-no-target", None, "stalled", "NoApprovedVersion", 4, "Failed", "Degraded"),
+        ("md-stale", "Promoted", "ready", "Serving", 5, "InProgress", "Progressing"),
     ]  # fmt: skip
+    return [
+        Sample(name, obj(phase, kind, reason, generation), ks, argo)
+        for name, phase, kind, reason, generation, ks, argo in table
+    ]
 
 
 def all_samples() -> list[Sample]:

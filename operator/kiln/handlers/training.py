@@ -66,6 +66,14 @@ Key = tuple[str, str]  # (namespace, name)
 NORMAL_REASONS = {SUCCEEDED, "AttemptStarted", "Pending", "Running", tj.RUN_STARTED}
 
 
+_TF = open("/tmp/kiln-trace.log", "a")
+
+
+def _T(msg: str) -> None:
+    _TF.write(f"{time.time():.4f} {msg}\n")
+    _TF.flush()
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
@@ -151,6 +159,7 @@ class TrainingController:
     async def reconcile(self, key: Key) -> float | None:
         """Bring one TrainingJob one step closer to its goal; seconds until the next look."""
         namespace, name = key
+        _T(f"start {name}")
         try:
             raw = await self.client.get(TRAINING_JOBS, namespace, name)
         except ApiError as e:
@@ -243,6 +252,7 @@ class TrainingController:
             await post_event(
                 self.client, raw, reason, message, warning=reason not in NORMAL_REASONS
             )
+        _T(f"end {name}")
         poll = self._poll_delay(key, job)
         delay = tj.requeue_delay([*delays, poll], plan.next_check, now)
         metrics.QUEUE_DEPTH.set(len(self.queue))
@@ -259,7 +269,9 @@ class TrainingController:
                 job, run.run, action.attempt, self.defaults, action.active_deadline_seconds
             )
             try:
+                _T(f"podpost {job.metadata.name}")
                 await self.client.create(PODS, namespace, manifest)
+                _T(f"podok {job.metadata.name}")
                 metrics.ATTEMPTS.inc()
             except ApiError as e:
                 if not e.conflict:
@@ -399,6 +411,7 @@ async def training_job_event(type: str, namespace: str | None, name: str, **_: A
     if type == "DELETED":
         _controller.queue.forget(key)
         return
+    _T(f"tjev {name} {type}")
     _controller.queue.add(key)
     metrics.QUEUE_DEPTH.set(len(_controller.queue))
 

@@ -21,7 +21,13 @@ import pytest
 
 from kiln.devcluster.nodeagent import network, procscan
 from kiln.devcluster.nodeagent.cleanup import cleanup
-from kiln.devcluster.nodeagent.containers import ContainerDir, start_attempt, stop_attempt
+from kiln.devcluster.nodeagent.containers import (
+    ContainerDir,
+    adopt_attempt,
+    monitor_server,
+    start_attempt,
+    stop_attempt,
+)
 from kiln.devcluster.nodeagent.ipam import IpamStore
 from kiln.devcluster.nodeagent.main import runtime_paths, traverse_dirs
 
@@ -170,6 +176,36 @@ def test_exec_failure_is_a_start_error(tmp_path: Path, pod_network: network.PodN
 
     assert "executable file not found" in asyncio.run(run())
     assert json.loads(directory.exit.read_text())["reason"] == "StartError"
+
+
+def test_container_outlives_the_monitor_fork_server(
+    tmp_path: Path, pod_network: network.PodNetwork
+) -> None:
+    """The agent restarting (its fork server gone) leaves containers running and adoptable."""
+    first = ContainerDir(tmp_path / "pods" / POD_UID / "containers" / "first")
+    second = ContainerDir(tmp_path / "pods" / POD_UID / "containers" / "second")
+    for directory in (first, second):
+        directory.prepare_attempt()
+
+    async def run() -> tuple[bool, int]:
+        attempt = await start_attempt(first, spec_for(["sleep", "300"], pod_network))
+        server = monitor_server(str(tmp_path / "pods"))
+        assert server.process is not None
+        server_pid = server.process.pid
+        server.close()  # as when the agent exits
+        assert not procscan.is_alive(server_pid)
+        adopted = adopt_attempt(first)
+        assert adopted is not None and adopted.pid == attempt.pid
+        alive = not adopted.exited.is_set() and procscan.is_alive(attempt.pid)
+        # the next start gets a new fork server
+        other = await start_attempt(second, spec_for(["true"], pod_network))
+        await asyncio.wait_for(other.exited.wait(), 10)
+        await stop_attempt(adopted, 5)
+        await asyncio.wait_for(attempt.exited.wait(), 10)
+        return alive, int(json.loads(second.exit.read_text())["exitCode"])
+
+    assert asyncio.run(run()) == (True, 0)
+    assert json.loads(first.exit.read_text())["signal"] == signal.SIGTERM
 
 
 def test_cleanup_after_agent_sigkill_leaves_nothing(tmp_path: Path) -> None:

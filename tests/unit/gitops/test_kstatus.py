@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support.status_samples import Sample, all_samples
@@ -28,7 +29,7 @@ def kstatus_binary() -> Path:
     return binary
 
 
-def compute(objects: list[dict[str, object]]) -> list[dict[str, str]]:
+def compute(objects: list[dict[str, Any]]) -> list[dict[str, str]]:
     answer = subprocess.run(
         [str(kstatus_binary())],
         input=json.dumps(objects),

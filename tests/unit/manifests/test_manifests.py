@@ -90,7 +90,10 @@ def test_every_rule_is_commented() -> None:
 def _used_resources() -> set[tuple[str, str]]:
     """Every `Resource(group, version, plural)` the operator's code talks to."""
     found = set()
-    for source in [*Path(ROOT, "operator/kiln/handlers").glob("*.py"), ROOT / "operator/kiln/k8s/client.py"]:
+    for source in [
+        *Path(ROOT, "operator/kiln/handlers").glob("*.py"),
+        ROOT / "operator/kiln/k8s/client.py",
+    ]:
         for group, _, plural in re.findall(
             r'Resource\(\s*"([^"]*)",\s*"([^"]+)",\s*"([^"]+)"\s*\)', source.read_text()
         ):

@@ -140,8 +140,8 @@ def test_dashboards_are_configmaps_for_the_grafana_sidecar() -> None:
 def test_canary_dashboard_draws_the_thresholds() -> None:
     dashboard = json.loads((MONITORING / "dashboards/kiln-canary.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    assert any('kiln_canary_analysis_threshold{' in e and 'bound="max"' in e for e in exprs)
-    assert any('kiln_canary_analysis_threshold{' in e and 'bound="min"' in e for e in exprs)
+    assert any("kiln_canary_analysis_threshold{" in e and 'bound="max"' in e for e in exprs)
+    assert any("kiln_canary_analysis_threshold{" in e and 'bound="min"' in e for e in exprs)
 
 
 def test_podmonitors_select_the_operator_and_servers() -> None:
@@ -152,7 +152,12 @@ def test_podmonitors_select_the_operator_and_servers() -> None:
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     selector = monitors["kiln-operator"]["spec"]["selector"]["matchLabels"]
     assert selector.items() <= labels.items()
-    port_names = {p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    port_names = {
+        p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    }
     assert monitors["kiln-operator"]["spec"]["podMetricsEndpoints"][0]["port"] in port_names
     serving = (ROOT / "operator/kiln/builders/serving.py").read_text()
-    assert '"name": "http"' in serving and 'MODEL_DEPLOYMENT_LABEL = "kiln.dev/model-deployment"' in serving
+    assert (
+        '"name": "http"' in serving
+        and 'MODEL_DEPLOYMENT_LABEL = "kiln.dev/model-deployment"' in serving
+    )

@@ -15,7 +15,8 @@ import os
 import pwd
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -322,7 +323,7 @@ class PodWorker:
                 release()
         if status["phase"] in ("Succeeded", "Failed") and not self._any_running():
             self.finished_pod = True
-            self._release_network()
+            await self._release_network()
         return next_due
 
     def _any_running(self) -> bool:
@@ -356,7 +357,8 @@ class PodWorker:
                 ip = self._acquire_ip()
             self.trace.mark("sandbox.ipam")
             # `ip` runs in a thread: a slow netlink call must not hold up other pods.
-            self.network = await asyncio.to_thread(
+            self.network = await asyncio.get_running_loop().run_in_executor(
+                _SETUP_THREADS,
                 network.setup_pod_network,
                 self.uid, ip, self.ctx.bridge, self.ctx.gateway, self.ctx.pod_cidr,
             )  # fmt: skip
@@ -792,7 +794,7 @@ class PodWorker:
             else float(metadata.get("deletionGracePeriodSeconds", self._grace_seconds()))
         )
         await asyncio.gather(*(self._stop_container(c, grace) for c in [*self.init, *self.main]))
-        self.teardown()
+        await self.teardown()
         if not self.gone:
             with contextlib.suppress(ApiError):
                 await self._report(terminal=True)
@@ -808,25 +810,21 @@ class PodWorker:
         log.info("pod removed", extra={"pod": self.label})
         self.done.set()
 
-    def _release_network(self) -> None:
-        netns, _ = network.names_for(self.uid)
-        inode = network.netns_inode(netns)
-        if inode is not None:
-            stray = procscan.pids_in_netns({inode})
-            procscan.kill_all(stray)
-            procscan.wait_gone(stray, 2.0)
-        network.teardown_pod_network(self.uid)
+    async def _release_network(self) -> None:
+        # Scanning /proc, waiting for processes and `ip` run in a thread: a pod going away
+        # must not hold up the others starting.
+        await _in_teardown_thread(_remove_pod_network, self.uid)
         self.ctx.ipam.release(self.uid)
         self.network = None
 
-    def teardown(self) -> None:
+    async def teardown(self) -> None:
         """Remove everything the pod had on the host."""
         for runtime in [*self.init, *self.main]:
             for task in runtime.probe_tasks:
                 task.cancel()
-        self._release_network()
-        remove_volumes(self.volumes)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        await self._release_network()
+        await _in_teardown_thread(remove_volumes, self.volumes)
+        await _in_teardown_thread(shutil.rmtree, self.dir, True)
 
     # -- status -----------------------------------------------------------------------
     def views(self, deleting: bool = False) -> tuple[list[ContainerView], list[ContainerView]]:
@@ -870,6 +868,26 @@ class PodWorker:
                 self.trace.logged = True
                 log.info("observed pod startup", extra={"pod": self.label, **self.trace.steps})
         return status
+
+
+# Separate pools: pods being removed (which may wait seconds for processes to go) never
+# hold up the sandboxes of pods starting.
+_SETUP_THREADS = ThreadPoolExecutor(4, thread_name_prefix="sandbox-setup")
+_TEARDOWN_THREADS = ThreadPoolExecutor(4, thread_name_prefix="sandbox-teardown")
+
+
+async def _in_teardown_thread(function: Callable[..., Any], *args: Any) -> None:
+    await asyncio.get_running_loop().run_in_executor(_TEARDOWN_THREADS, function, *args)
+
+
+def _remove_pod_network(uid: str) -> None:
+    netns, _ = network.names_for(uid)
+    inode = network.netns_inode(netns)
+    if inode is not None:
+        stray = procscan.pids_in_netns({inode})
+        procscan.kill_all(stray)
+        procscan.wait_gone(stray, 2.0)
+    network.teardown_pod_network(uid)
 
 
 def _seconds_between(start: str, end: str) -> float:
