@@ -9,6 +9,7 @@ bridge, mount and file the cluster made.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -152,38 +153,69 @@ class Cluster:
             self.api_get("/readyz")[0] == 200
         )
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One `up`/`down` at a time on this machine (tests and users share the cluster)."""
+        lock_path = self.paths.root.parent / f".{self.paths.root.name}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def up(self) -> None:
+        with self._exclusive():
+            self._up()
+
+    def _up(self) -> None:
         total = time.monotonic()
         self._check_prerequisites()
         if self.is_up():
             _say(f"kiln dev cluster is already up ({self.paths.root})")
             self._print_access()
             return
+        comps = self.components()
+        alive = [c.name for c in comps if process.running_pid(self.paths.pids, c.name)]
+        if alive and (self.paths.pki / "ca.crt").exists():
+            # Some components died (or were stopped on purpose): restart just those, so
+            # the objects and credentials others are using survive.
+            _say(f"restarting the stopped components of the cluster in {self.paths.root}")
+            hostnet.setup()
+            for comp in comps:
+                if process.running_pid(self.paths.pids, comp.name) is None:
+                    with _step(comp.name):
+                        self._start(comp, timeout=90)
+            self._write_env()
+            _say(f"kiln dev cluster is up in {time.monotonic() - total:.1f} s")
+            self._print_access()
+            return
         if self.paths.root.exists():
-            _say("a previous cluster is partly running: tearing it down first")
-            self.down(quiet=True)
+            _say("a previous cluster left state behind: removing it first")
+            self._down(quiet=True)
         _say(f"starting the kiln dev cluster in {self.paths.root}")
         with _step("certificates, kubeconfigs and service configuration"):
             self._write_config()
         with _step("host network (bridge, routes, fence)"):
             hostnet.setup()
-        comps = {c.name: c for c in self.components()}
+        by_name = {c.name: c for c in comps}
         with _step("etcd"):
-            self._start(comps["etcd"], timeout=30)
+            self._start(by_name["etcd"], timeout=30)
         with _step("kube-apiserver"):
-            self._start(comps["kube-apiserver"], timeout=90)
+            self._start(by_name["kube-apiserver"], timeout=90)
         with _step("bootstrap objects (kiln-system, RBAC, StorageClass)"):
             self.kubectl("apply", "-f", str(self._bootstrap_manifest()))
         with _step("controller-manager, scheduler, node agent, Prometheus, S3"):
-            rest = [n for n in comps if n not in ("etcd", "kube-apiserver", "kube-proxy")]
+            rest = [n for n in by_name if n not in ("etcd", "kube-apiserver", "kube-proxy")]
             for name in rest:
-                self._spawn(comps[name])
+                self._spawn(by_name[name])
             for name in rest:
-                self._wait_healthy(comps[name], timeout=90)
+                self._wait_healthy(by_name[name], timeout=90)
         # kube-proxy reads the node's IPs at start and exits when they change, so it starts
         # once the node agent has registered the Node with its InternalIP.
         with _step("kube-proxy"):
-            self._start(comps["kube-proxy"], timeout=60)
+            self._start(by_name["kube-proxy"], timeout=60)
         with _step("default ServiceAccount"):
             self._wait(
                 lambda: (
@@ -197,6 +229,10 @@ class Cluster:
         self._print_access()
 
     def down(self, quiet: bool = False) -> None:
+        with self._exclusive():
+            self._down(quiet)
+
+    def _down(self, quiet: bool) -> None:
         start = time.monotonic()
         # The node agent first, so no new pod starts while the control plane goes away.
         order = [
