@@ -69,11 +69,55 @@ kubectl -n kiln-demo get tj,mv
 say "kiln registry (also: kubectl kiln registry)"
 .venv/bin/kiln registry -n kiln-demo
 
+say "Serving: a ModelDeployment follows the latest Approved iris version"
+# The example with demo-sized timings: 2 replicas, one 50 % canary step, 10 s analyses.
+.venv/bin/python - <<'PY' | kubectl -n kiln-demo apply -f -
+import sys, yaml
+md = yaml.safe_load(open("examples/iris/modeldeployment.yaml"))
+md["spec"]["replicas"] = 2
+md["spec"]["canary"].update(steps=[50], intervalSeconds=10, minRequests=10, failureLimit=0)
+yaml.safe_dump(md, sys.stdout)
+PY
+until [ "$(kubectl -n kiln-demo get md iris -o jsonpath='{.status.stableVersion}')" = iris-v1 ] &&
+      [ "$(kubectl -n kiln-demo get md iris -o jsonpath='{.status.phase}')" = Promoted ]; do sleep 1; done
+kubectl -n kiln-demo rollout status deployment/iris-stable --timeout=120s
+kubectl -n kiln-demo get md,deploy,svc
+url="http://$(kubectl -n kiln-demo get svc iris -o jsonpath='{.spec.clusterIP}')"
+say "One prediction through the Service (Open Inference Protocol v2)"
+curl -s "$url/v2/models/iris/infer" -H 'Content-Type: application/json' \
+  -d '{"inputs":[{"name":"input-0","shape":[2,4],"datatype":"FP64","data":[5.1,3.5,1.4,0.2,6.7,3.0,5.2,2.3]}]}'
+echo
+
+say "Continuous delivery: retrain -> iris-v2 Approved -> canary analysed on live traffic"
+# Steady traffic for the analysis (bounded: stops after 5 minutes or when the demo ends).
+.venv/bin/python - "$url" <<'PY' &
+import sys, time, urllib.request
+body = b'{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP64","data":[5.9,3.0,5.1,1.8]}]}'
+end = time.monotonic() + 300
+while time.monotonic() < end:
+    try:
+        urllib.request.urlopen(urllib.request.Request(
+            sys.argv[1] + "/v2/models/iris/infer", data=body,
+            headers={"Content-Type": "application/json"}), timeout=5).read()
+    except OSError:
+        pass
+    time.sleep(0.05)
+PY
+load_pid=$!
+trap 'kill $load_pid 2>/dev/null || true' EXIT
+kubectl -n kiln-demo annotate tj iris kiln.dev/retrain="$(date +%s)" --overwrite >/dev/null
+until kubectl -n kiln-demo get mv iris-v2 >/dev/null 2>&1; do sleep 1; done
+kubectl -n kiln-demo wait --for=condition=Approved mv/iris-v2 --timeout=180s
+.venv/bin/kiln canary iris -n kiln-demo --watch --until-done
+kill $load_pid 2>/dev/null || true
+kubectl -n kiln-demo get md iris
+
 cat <<MSG
 
 The cluster stays up. Try:
   source $(dirname "$KUBECONFIG")/env
   kubectl get pods -A
+  kubectl kiln canary iris -n kiln-demo   # the rollout, with every analysis result
   kiln dev status        # health of every component
   kiln approve iris-v1 -n kiln-demo --reason "reviewed"   # or: kubectl kiln reject …
   kill $(cat /tmp/kiln-demo-operator.pid)                 # stop the demo operator

@@ -3,7 +3,7 @@
 Every server gets the same iris logistic regression and the same Open Inference
 Protocol v2 bodies, on loopback, driven by `wrk` in the same run, one server at a time:
 
-  single-row   4 connections, 1 row per request      -> requests/s, p50, p99
+  single-row   4 connections (2 or 1 if p99 >= 10 ms) -> requests/s at p99 < 10 ms
   batch-100    4 connections, 100 rows per request   -> rows/s
   overload     64 (and 256) connections, 1 row       -> p99, share of 429/503
   malformed    a table of bad requests               -> status code per server
@@ -39,6 +39,7 @@ from peers import CACHE, ServerSpec, kiln_spec, kserve_spec, mlserver_spec
 HERE = Path(__file__).parent
 LUA = HERE / "post.lua"
 INFER_PATH = "/v2/models/iris/infer"
+P99_BOUND_MS = 10.0
 
 
 @dataclass
@@ -63,6 +64,7 @@ class WrkResult:
 class ServerResult:
     label: str
     single: WrkResult | None = None
+    single_connections: int = 4
     batch: WrkResult | None = None
     overload: dict[int, WrkResult] = field(default_factory=dict)
     malformed: dict[str, int | str] = field(default_factory=dict)
@@ -212,7 +214,7 @@ def measure(spec: ServerSpec, files: dict[str, Path], args: argparse.Namespace) 
         with running(spec, log_dir):
             result.correct = check_correctness(spec.port, iris_rows(100, 7))
             wrk(spec.port, files["single"], 4, args.warmup)
-            result.single = wrk(spec.port, files["single"], 4, args.duration)
+            result.single_connections, result.single = single_row_at_p99(spec.port, files, args)
             result.batch = wrk(spec.port, files["batch"], 4, args.duration)
             for connections in args.overload:
                 overload_seconds = max(3.0, args.duration / 2)
@@ -227,6 +229,25 @@ def measure(spec: ServerSpec, files: dict[str, Path], args: argparse.Namespace) 
     except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
         result.error = str(exc)
     return result
+
+
+def single_row_at_p99(
+    port: int, files: dict[str, Path], args: argparse.Namespace
+) -> tuple[int, WrkResult]:
+    """Single-row requests/s at a p99 under 10 ms: 4 connections, fewer if the p99 is over.
+
+    wrk keeps a fixed number of requests in flight, so fewer connections is the way to
+    trade throughput for tail latency; the best rate that met the bound is kept (or the
+    4-connection run when none did, flagged in the report).
+    """
+    first = wrk(port, files["single"], 4, args.duration)
+    if first.p99_ms < P99_BOUND_MS:
+        return 4, first
+    for connections in (2, 1):
+        run = wrk(port, files["single"], connections, args.duration)
+        if run.p99_ms < P99_BOUND_MS:
+            return connections, run
+    return 4, first
 
 
 def build_specs(names: list[str], workers: list[int], work: Path) -> list[ServerSpec]:
@@ -252,7 +273,7 @@ def print_report(results: list[ServerResult], args: argparse.Namespace) -> None:
     print(f"Serving benchmark: iris logistic regression, wrk, {args.duration:g} s per figure, "
           f"loopback, {os.cpu_count()} cores")  # fmt: skip
     header = (
-        f"{'server':<22}{'1-row req/s':>12}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'server':<22}{'1-row req/s':>12}{'conns':>6}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'100-row req/s':>14}{'rows/s':>11}{'p99 ms':>8}  correct"
     )
     print(header)
@@ -264,7 +285,8 @@ def print_report(results: list[ServerResult], args: argparse.Namespace) -> None:
         single, batch = result.single, result.batch
         assert single is not None and batch is not None
         print(
-            f"{result.label:<22}{single.ok_per_second:>12,.0f}{single.p50_ms:>8.2f}"
+            f"{result.label:<22}{single.ok_per_second:>12,.0f}{result.single_connections:>6}"
+            f"{single.p50_ms:>8.2f}"
             f"{single.p99_ms:>8.2f}{batch.ok_per_second:>14,.0f}"
             f"{batch.ok_per_second * 100:>11,.0f}{batch.p99_ms:>8.2f}  {result.correct}"
         )
@@ -323,7 +345,9 @@ def _p99_note(mine: ServerResult, peer: ServerResult, figure: str) -> str:
     """Flag a requests/s figure whose p99 missed the 10 ms bound (noisy machine)."""
     if figure != "single":
         return ""
-    late = [r.label for r in (mine, peer) if r.single is not None and r.single.p99_ms >= 10]
+    late = [
+        r.label for r in (mine, peer) if r.single is not None and r.single.p99_ms >= P99_BOUND_MS
+    ]
     return f"  [p99 >= 10 ms: {', '.join(late)}]" if late else ""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kiln.cli import rollout
+from kiln.cli import lineage, rollout
 from kiln.cli.registry import CliError, add_subcommands
 from kiln.devcluster.cluster import Cluster, ClusterError
 
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=_dev)
     add_subcommands(sub)
     rollout.register(sub)
+    lineage.register(sub)
     return parser
 
 

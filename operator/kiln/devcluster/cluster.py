@@ -15,6 +15,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -344,7 +345,8 @@ class Cluster:
             "AWS_ACCESS_KEY_ID": creds.access_key,
             "AWS_SECRET_ACCESS_KEY": creds.secret_key,
             "AWS_REGION": "us-east-1",
-            "PATH": f"{self.bin_dir}:$PATH",
+            # kubectl, then kiln and kubectl-kiln (the plugin) from the project's venv.
+            "PATH": f"{self.bin_dir}:{Path(sys.executable).parent}:$PATH",
         }
         lines = [f'export {k}="{v}"' for k, v in env.items()]
         (self.paths.root / "env").write_text("\n".join(lines) + "\n")

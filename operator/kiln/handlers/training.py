@@ -54,7 +54,7 @@ from kiln.core.training import (
 from kiln.handlers.datasets import DatasetProbe
 from kiln.handlers.registry import register_run
 from kiln.k8s.client import PODS, TRAINING_JOBS, ApiError, KubeClient
-from kiln.k8s.events import post_event
+from kiln.k8s.events import EventPoster
 from kiln.k8s.workqueue import WorkQueue, run_workers
 from kiln.settings import OperatorSettings
 
@@ -64,14 +64,6 @@ Key = tuple[str, str]  # (namespace, name)
 
 # Reasons whose Events are Warnings.
 NORMAL_REASONS = {SUCCEEDED, "AttemptStarted", "Pending", "Running", tj.RUN_STARTED}
-
-
-_TF = open("/tmp/kiln-trace.log", "a")
-
-
-def _T(msg: str) -> None:
-    _TF.write(f"{time.time():.4f} {msg}\n")
-    _TF.flush()
 
 
 def utcnow() -> datetime:
@@ -105,13 +97,29 @@ def observe_pod(pod: dict[str, Any]) -> PodObservation:
     )
 
 
-def status_patch(status: TrainingJobStatus) -> dict[str, Any]:
-    """The whole status as a merge patch: fields that became empty are removed (null)."""
+def status_patch(status: TrainingJobStatus, resource_version: str | None = None) -> dict[str, Any]:
+    """The whole status as a merge patch: fields that became empty are removed (null).
+
+    With `resource_version`, the apiserver applies it only to that version of the object
+    (409 otherwise): a status computed from a stale copy never overwrites a newer one.
+    """
     wire = status.to_wire()
     for name, info in TrainingJobStatus.model_fields.items():
         alias = info.alias or name
         wire.setdefault(alias, None)
-    return {"status": wire}
+    patch: dict[str, Any] = {"status": wire}
+    if resource_version:
+        patch["metadata"] = {"resourceVersion": resource_version}
+    return patch
+
+
+def resource_version(obj: dict[str, Any]) -> int | None:
+    """The object's resourceVersion as a number (etcd's revision), None when opaque."""
+    value = (obj.get("metadata") or {}).get("resourceVersion")
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass
@@ -127,10 +135,59 @@ class TrainingController:
     # one extra poll).
     _next_poll: dict[Key, float] = field(default_factory=dict)
     _active: dict[Key, int] = field(default_factory=dict)
+    # The newest body of each TrainingJob that the watch delivered (an informer cache), and
+    # the newest resourceVersion this controller has read or written. A cached body older
+    # than that is stale (it predates our own last write): the reconcile GETs instead.
+    _bodies: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    _known: dict[Key, int] = field(default_factory=dict)
+    events: EventPoster | None = None
 
     def __post_init__(self) -> None:
         if self.datasets is None:
             self.datasets = DatasetProbe(self.client, self.settings.s3_endpoint)
+        if self.events is None:
+            self.events = EventPoster(self.client)
+
+    # --- the watch's copy of each TrainingJob ---------------------------------------------
+
+    def observe(self, key: Key, body: dict[str, Any]) -> None:
+        """Remember the body the watch delivered; the reconcile uses it instead of a GET."""
+        current = self._bodies.get(key)
+        version = resource_version(body)
+        if version is None:
+            self._bodies.pop(key, None)
+            return
+        if current is not None and (resource_version(current) or 0) > version:
+            return  # the watch never goes back in time; keep the newer copy
+        self._bodies[key] = body
+
+    def forget(self, key: Key) -> None:
+        self._bodies.pop(key, None)
+        self._known.pop(key, None)
+        self._next_poll.pop(key, None)
+        self._active.pop(key, None)
+
+    def _learn(self, key: Key, obj: dict[str, Any]) -> None:
+        version = resource_version(obj)
+        if version is not None and version > self._known.get(key, 0):
+            self._known[key] = version
+
+    async def _read(self, key: Key) -> dict[str, Any]:
+        """The TrainingJob: the watch's copy when it is at least as new as anything this
+        controller has read or written, else a GET."""
+        cached = self._bodies.get(key)
+        if cached is not None:
+            version = resource_version(cached)
+            if version is not None and version >= self._known.get(key, 0):
+                return cached
+        namespace, name = key
+        raw = await self.client.get(TRAINING_JOBS, namespace, name)
+        self._learn(key, raw)
+        return raw
+
+    def _post_event(self, raw: dict[str, Any], reason: str, message: str, warning: bool) -> None:
+        if self.events is not None:
+            self.events.post(raw, reason, message, warning=warning)
 
     @property
     def defaults(self) -> TrainerDefaults:
@@ -159,14 +216,12 @@ class TrainingController:
     async def reconcile(self, key: Key) -> float | None:
         """Bring one TrainingJob one step closer to its goal; seconds until the next look."""
         namespace, name = key
-        _T(f"start {name}")
         try:
-            raw = await self.client.get(TRAINING_JOBS, namespace, name)
+            raw = await self._read(key)
         except ApiError as e:
             if e.not_found:
                 self.queue.forget(key)
-                self._next_poll.pop(key, None)
-                self._active.pop(key, None)
+                self.forget(key)
                 return None
             raise
         if raw.get("metadata", {}).get("deletionTimestamp"):
@@ -240,19 +295,28 @@ class TrainingController:
         self._active[key] = sum(1 for r in kept if r.phase in ACTIVE_PHASES)
         metrics.ACTIVE_RUNS.set(sum(self._active.values()))
         if status != job.status:
-            await self.client.patch(
-                TRAINING_JOBS, namespace, name, status_patch(status), subresource="status"
-            )
+            rv = (raw.get("metadata") or {}).get("resourceVersion")
+            try:
+                written = await self.client.patch(
+                    TRAINING_JOBS, namespace, name, status_patch(status, rv), subresource="status"
+                )
+            except ApiError as e:
+                if not e.conflict:
+                    raise
+                # The copy was stale. What this pass did is idempotent (deterministic pod
+                # names, ModelVersions found by label): go again from a fresh read.
+                logger.info("%s/%s changed during the reconcile: again", namespace, name)
+                self._bodies.pop(key, None)
+                return 0.0
+            self._learn(key, written)
         if plan.retrain_handled is not None:
             handled = {tj.RETRAIN_HANDLED_ANNOTATION: plan.retrain_handled}
-            await self.client.patch(
+            written = await self.client.patch(
                 TRAINING_JOBS, namespace, name, {"metadata": {"annotations": handled}}
             )
+            self._learn(key, written)
         for reason, message in events:
-            await post_event(
-                self.client, raw, reason, message, warning=reason not in NORMAL_REASONS
-            )
-        _T(f"end {name}")
+            self._post_event(raw, reason, message, warning=reason not in NORMAL_REASONS)
         poll = self._poll_delay(key, job)
         delay = tj.requeue_delay([*delays, poll], plan.next_check, now)
         metrics.QUEUE_DEPTH.set(len(self.queue))
@@ -269,9 +333,7 @@ class TrainingController:
                 job, run.run, action.attempt, self.defaults, action.active_deadline_seconds
             )
             try:
-                _T(f"podpost {job.metadata.name}")
                 await self.client.create(PODS, namespace, manifest)
-                _T(f"podok {job.metadata.name}")
                 metrics.ATTEMPTS.inc()
             except ApiError as e:
                 if not e.conflict:
@@ -328,14 +390,15 @@ class TrainingController:
         )
         if status == previous:
             return
-        await self.client.patch(
+        written = await self.client.patch(
             TRAINING_JOBS,
             metadata.get("namespace"),
             metadata.get("name", ""),
             status_patch(status),
             subresource="status",
         )
-        await post_event(self.client, raw, reason, message, warning=True)
+        self._learn((metadata.get("namespace") or "default", metadata.get("name", "")), written)
+        self._post_event(raw, reason, message, warning=True)
 
     # --- dataset-change trigger -------------------------------------------------------
 
@@ -394,6 +457,8 @@ async def stop_training_controller(**_: Any) -> None:
     if _controller is None:
         return
     _controller.queue.shutdown()
+    if _controller.events is not None:
+        await _controller.events.close()
     for task in _tasks:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -404,14 +469,18 @@ async def stop_training_controller(**_: Any) -> None:
 
 
 @kopf.on.event("kiln.dev", "v1alpha1", "trainingjobs")
-async def training_job_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
+async def training_job_event(
+    type: str, namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> None:
     if _controller is None:
         return
     key = (namespace or "default", name)
     if type == "DELETED":
         _controller.queue.forget(key)
+        _controller.forget(key)
         return
-    _T(f"tjev {name} {type}")
+    # kopf's Body is a read-only view of the watch's object; the reconcile only reads it.
+    _controller.observe(key, dict(body))
     _controller.queue.add(key)
     metrics.QUEUE_DEPTH.set(len(_controller.queue))
 

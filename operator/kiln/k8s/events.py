@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from datetime import UTC, datetime
@@ -69,3 +70,61 @@ async def post_event(
         await client.create(EVENTS, body["metadata"]["namespace"], body)
     except (ApiError, OSError) as e:
         logger.warning("could not post event %s: %s", reason, e)
+
+
+class EventPoster:
+    """Posts Events in the background with bounded concurrency (fire and forget).
+
+    A reconcile must not wait on Events: they are best effort and only for people, so
+    `post` returns at once and at most `concurrency` Event POSTs are in flight. Past
+    `max_pending` queued Events new ones are dropped (and logged): a storm of Events must
+    not grow the operator's memory without bound.
+    """
+
+    def __init__(
+        self,
+        client: KubeClient,
+        *,
+        concurrency: int = 4,
+        max_pending: int = 5000,
+        component: str = COMPONENT,
+    ) -> None:
+        self._client = client
+        self._component = component
+        self._max_pending = max_pending
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def post(
+        self, involved: dict[str, Any], reason: str, message: str, *, warning: bool = False
+    ) -> None:
+        if len(self._tasks) >= self._max_pending:
+            self.dropped += 1
+            logger.warning("dropping event %s: %d events pending", reason, len(self._tasks))
+            return
+        # The manifest is built now: `involved` may change after this returns.
+        body = event_manifest(involved, reason, message, warning=warning, component=self._component)
+        task = asyncio.get_running_loop().create_task(self._send(body))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, body: dict[str, Any]) -> None:
+        async with self._semaphore:
+            try:
+                await self._client.create(EVENTS, body["metadata"]["namespace"], body)
+            except Exception as e:  # best effort: never an unretrieved task exception
+                logger.warning("could not post event %s: %s", body.get("reason"), e)
+
+    async def drain(self, timeout: float | None = 5.0) -> None:
+        """Wait for the Events posted so far (at shutdown, and in tests)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    async def close(self) -> None:
+        await self.drain()
+        for task in list(self._tasks):
+            task.cancel()

@@ -20,6 +20,7 @@ import heapq
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -31,14 +32,16 @@ logger = logging.getLogger(__name__)
 class WorkQueue(Generic[K]):
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._queue: list[K] = []
+        self._queue: deque[K] = deque()
         self._queued: set[K] = set()
         self._processing: set[K] = set()
         self._dirty: set[K] = set()
         self._delayed: list[tuple[float, int, K]] = []
         self._due: dict[K, float] = {}
         self._counter = itertools.count()
-        self._changed = asyncio.Condition()
+        # Idle workers, each parked on a future; an add wakes exactly one (no thundering
+        # herd when a burst of events meets many workers).
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._shutdown = False
 
     def __len__(self) -> int:
@@ -60,7 +63,7 @@ class WorkQueue(Generic[K]):
             return
         self._queued.add(key)
         self._queue.append(key)
-        self._notify()
+        self._wake_one()
 
     def add_after(self, key: K, delay: float) -> None:
         if delay <= 0:
@@ -72,19 +75,19 @@ class WorkQueue(Generic[K]):
             return
         self._due[key] = when
         heapq.heappush(self._delayed, (when, next(self._counter), key))
-        self._notify()
+        # A parked worker recomputes how long to sleep (this key may be the soonest).
+        self._wake_one()
 
     def forget(self, key: K) -> None:
         """Drop any delayed reconcile of the key (the object is gone)."""
         self._due.pop(key, None)
 
-    def _notify(self) -> None:
-        async def wake() -> None:
-            async with self._changed:
-                self._changed.notify_all()
-
-        with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().create_task(wake())
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def _promote_due(self) -> float | None:
         """Move delayed keys whose time has come into the queue; seconds to the next one."""
@@ -103,18 +106,31 @@ class WorkQueue(Generic[K]):
 
     async def get(self) -> K | None:
         """The next key to process (None after shutdown). Call `done(key)` afterwards."""
-        async with self._changed:
-            while True:
-                if self._shutdown:
-                    return None
-                wait = self._promote_due()
+        while True:
+            if self._shutdown:
+                return None
+            wait = self._promote_due()
+            if self._queue:
+                key = self._queue.popleft()
+                self._queued.discard(key)
+                self._processing.add(key)
                 if self._queue:
-                    key = self._queue.pop(0)
-                    self._queued.discard(key)
-                    self._processing.add(key)
-                    return key
+                    self._wake_one()  # more work: hand it to another idle worker
+                return key
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=wait)
+                    await asyncio.wait_for(waiter, timeout=wait)
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # pass the wake-up on rather than lose it
+                raise
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
 
     def done(self, key: K) -> None:
         self._processing.discard(key)
@@ -124,7 +140,10 @@ class WorkQueue(Generic[K]):
 
     def shutdown(self) -> None:
         self._shutdown = True
-        self._notify()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 async def run_workers(

@@ -114,6 +114,7 @@ async def _serve(
         track=config.track,
         max_pending=config.max_pending,
         max_queue_seconds=config.max_queue_ms / 1000,
+        max_body_bytes=config.max_body_bytes,
         serve_metrics=config.metrics_port is None,
     )
     peers = _PeerSnapshots(snapshot_dir, worker_index)

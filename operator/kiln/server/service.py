@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,7 @@ class ServiceSettings:
     track: str
     max_pending: int = 1024
     max_queue_seconds: float = 0.05
+    max_body_bytes: int = 8 << 20
     serve_metrics: bool = True
 
 
@@ -274,6 +276,9 @@ class InferenceService:
                 reply, received_at, 503, "server overloaded; retry later", (("retry-after", "1"),)
             )
         try:
+            body = _decoded_body(
+                body, headers.get("content-encoding"), self.settings.max_body_bytes
+            )
             header_length = _header_length(headers)
             request = parse_infer_request(
                 body, predictor.schema, predictor.available_outputs, header_length
@@ -389,6 +394,23 @@ class InferenceService:
     ) -> None:
         reply(status, error_body(message), headers)
         self.metrics.observe_request(status, time.perf_counter() - received_at)
+
+
+def _decoded_body(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """Undo gzip/deflate request compression (tritonclient can send it), within `limit`."""
+    if encoding is None or encoding.strip().lower() in ("", "identity"):
+        return body
+    kind = encoding.strip().lower()
+    if kind not in ("gzip", "deflate"):
+        raise ProtocolError(f"Content-Encoding {encoding!r} is not supported", status=415)
+    decompressor = zlib.decompressobj(wbits=31 if kind == "gzip" else 15)
+    try:
+        data = decompressor.decompress(body, limit)
+    except zlib.error as exc:
+        raise ProtocolError(f"request body is not valid {kind}: {exc}") from None
+    if decompressor.unconsumed_tail:
+        raise ProtocolError(f"decompressed request body larger than {limit} bytes", status=413)
+    return data
 
 
 def _header_length(headers: dict[str, str]) -> int | None:

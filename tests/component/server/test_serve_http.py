@@ -183,6 +183,9 @@ def test_tritonclient_gets_correct_predictions(shared_server: ServerProcess) -> 
     tensor = triton.InferInput("input-0", list(rows.shape), "FP32")
     tensor.set_data_from_numpy(rows)
     np.testing.assert_array_equal(client.infer("iris", [tensor]).as_numpy("predict"), expected)
+    for algorithm in ("gzip", "deflate"):
+        result = client.infer("iris", [tensor], request_compression_algorithm=algorithm)
+        np.testing.assert_array_equal(result.as_numpy("predict"), expected)
     client.close()
 
 

@@ -35,6 +35,7 @@ class Harness:
     def send(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> list[tuple[int, bytes, tuple[tuple[str, str], ...]]]:
+        """Hand one request to the service; answers arrive now or after `turn()`."""
         answers: list[tuple[int, bytes, tuple[tuple[str, str], ...]]] = []
         self.service.handle(
             method,
@@ -297,3 +298,40 @@ def test_metrics_count_requests_rows_classes_and_features() -> None:
     total = sum(row[0] for row in ROWS)
     assert f'kiln_feature_value_sum{{feature="f0",{labels}}} {total}' in exposition
     assert f'kiln_feature_values_total{{feature="f3",{labels}}} 3.0' in exposition
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_compressed_request_bodies_are_decoded(encoding: str) -> None:
+    import gzip
+    import zlib
+
+    harness = Harness()
+    raw = infer_body(ROWS)
+    body = gzip.compress(raw) if encoding == "gzip" else zlib.compress(raw)
+    answers = harness.send("POST", "/v2/models/iris/infer", body, {"content-encoding": encoding})
+    harness.turn()
+    status, payload, _ = answers[0]
+    assert status == 200
+    assert (
+        json.loads(payload)["outputs"][0]["data"]
+        == harness.estimator.predict(np.array(ROWS)).tolist()
+    )
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "status"),
+    [
+        ("br", b"...", 415),
+        ("gzip", b"not gzip at all", 400),
+        ("gzip", None, 413),  # a small gzip bomb: 9 MiB of spaces
+    ],
+)
+def test_bad_or_oversized_compressed_bodies_are_refused(
+    encoding: str, body: bytes | None, status: int
+) -> None:
+    import gzip
+
+    harness = Harness()
+    payload = body if body is not None else gzip.compress(b"{" + b" " * (9 << 20) + b"}")
+    answers = harness.send("POST", "/v2/models/iris/infer", payload, {"content-encoding": encoding})
+    assert answers[0][0] == status
