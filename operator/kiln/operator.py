@@ -16,6 +16,10 @@ import kopf
 from kiln.settings import OperatorSettings
 
 
+# Set by main() before kopf starts; read by the startup handler.
+_RUN_OPTIONS: dict[str, bool] = {"standalone": False}
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kiln.dev")
@@ -31,8 +35,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # handler never duplicates them; errors are retried with back-off, not forever fast.
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
     # Leader safety: without the peering object kopf would silently run unguarded, and two
-    # replicas started by mistake would both act. Fail instead (--standalone opts out).
-    settings.peering.mandatory = True
+    # replicas started by mistake would both act; refuse to run instead. kopf applies
+    # `mandatory` even in standalone mode, so --standalone must switch it off.
+    settings.peering.mandatory = not _RUN_OPTIONS["standalone"]
     if OperatorSettings.from_env().namespaces:
         # A namespace-scoped install has no right to list namespaces; don't try.
         settings.scanning.disabled = True
@@ -43,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--liveness", default="http://0.0.0.0:8081/healthz")
     parser.add_argument("--standalone", action="store_true", help="no peering with replicas")
     args = parser.parse_args(argv)
+    _RUN_OPTIONS["standalone"] = args.standalone
     import kiln.handlers  # noqa: F401  (registers the handlers with kopf)
 
     settings = OperatorSettings.from_env()

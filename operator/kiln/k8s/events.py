@@ -119,10 +119,10 @@ class EventPoster:
             except Exception as e:  # best effort: never an unretrieved task exception
                 logger.warning("could not post event %s: %s", body.get("reason"), e)
 
-    async def drain(self, timeout: float | None = 5.0) -> None:
+    async def drain(self, within: float | None = 5.0) -> None:
         """Wait for the Events posted so far (at shutdown, and in tests)."""
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+            await asyncio.wait(set(self._tasks), timeout=within)
 
     async def close(self) -> None:
         await self.drain()

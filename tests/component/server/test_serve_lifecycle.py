@@ -133,14 +133,20 @@ def test_two_workers_share_the_port_and_report_metrics_together(start_server: An
         status, body = server.json("POST", INFER, infer_body(ROW))
         assert status == 200
         assert body["outputs"][0]["data"] == expected
-    time.sleep(1.5)  # workers publish their totals every second
-    for _ in range(10):  # whichever worker answers the scrape reports the pod's total
-        status, text, _ = server.request("GET", "/metrics")
-        match = re.search(rb'kiln_inference_requests_total\{code="200",[^}]*\} (\d+)', text)
-        assert match is not None
-        assert int(match.group(1)) == 40
+    # Workers publish their totals every second; whichever one answers a scrape then
+    # reports the pod's total.
+    wait_for(lambda: _scraped_ok_count(server) == 40, timeout=15)
+    for _ in range(10):
+        assert _scraped_ok_count(server) == 40
     assert server.stop() == 0
 
 
 def _ready_once(server: ServerProcess) -> bool:
     return server.request("GET", "/v2/health/ready")[0] == 200
+
+
+def _scraped_ok_count(server: ServerProcess) -> int:
+    status, text, _ = server.request("GET", "/metrics")
+    assert status == 200
+    match = re.search(rb'kiln_inference_requests_total\{code="200",[^}]*\} (\d+)', text)
+    return int(match.group(1)) if match else 0
