@@ -15,7 +15,6 @@ import kopf
 
 from kiln.settings import OperatorSettings
 
-
 # Set by main() before kopf starts; read by the startup handler.
 _RUN_OPTIONS: dict[str, bool] = {"standalone": False}
 
