@@ -22,9 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 from tests.e2e.conftest import Kube
+from tests.e2e.test_canary import load
 from tests.support.k8s import wait_for
 from tests.support.manifests import KUSTOMIZATIONS, ROOT, find, kustomize
 
@@ -207,9 +209,15 @@ def operator_namespace(kube: Kube, crds: None, namespace: str) -> Iterator[str]:
     (deployment,) = find(objects, "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     container["image"] = "kiln/operator:dev"
-    for env in container["env"]:
-        if env["name"] == "KILN_PROMETHEUS_URL" and kube.prometheus_url:
-            env["value"] = kube.prometheus_url
+    env = {e["name"]: e for e in container["env"]}
+    # Where this cluster's Prometheus and S3 are (the overlay's defaults are in-cluster names).
+    for name, value in (
+        ("KILN_PROMETHEUS_URL", kube.prometheus_url),
+        ("KILN_S3_ENDPOINT", kube.s3_endpoint),
+    ):
+        if value:
+            env.setdefault(name, {"name": name})["value"] = value
+    container["env"] = list(env.values())
     kubectl_input(kube, objects, "apply")
     yield namespace
     kube.kubectl("-n", namespace, "delete", "deployment", "kiln-operator", "--wait=true")
@@ -290,3 +298,75 @@ def test_operator_runs_in_cluster_under_its_service_account(
     for line in refused:
         assert 'resource "namespaces"' in line or "customresourcedefinitions" in line, line
     kube.kubectl("-n", ns, "delete", "trainingjob", "iris", "--wait=true")
+
+
+def _custom(kube: Kube, namespace: str, plural: str, name: str) -> dict[str, Any]:
+    answer = kube.kubectl("-n", namespace, "get", plural, name, "-o", "json", check=False)
+    return json.loads(answer.stdout) if answer.returncode == 0 else {}
+
+
+def _approved(kube: Kube, namespace: str, version: str) -> bool:
+    conditions = (_custom(kube, namespace, "modelversions", version).get("status") or {}).get(
+        "conditions", []
+    )
+    return any(c["type"] == "Approved" and c["status"] == "True" for c in conditions)
+
+
+def test_iris_story_with_the_in_cluster_operator(kube: Kube, operator_namespace: str) -> None:
+    """Train -> Approved iris-v1 -> served -> retrain -> iris-v2 canary -> Promoted, with the
+    operator running as a pod under its namespaced ServiceAccount: its RBAC is sufficient."""
+    ns = operator_namespace
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=kube.s3_endpoint,
+        aws_access_key_id=kube.s3_access_key,
+        aws_secret_access_key=kube.s3_secret_key,
+        region_name="us-east-1",
+    )
+    bucket = f"story-{secrets.token_hex(4)}"
+    s3.create_bucket(Bucket=bucket)
+    s3.upload_file(str(ROOT / "examples/data/iris.csv"), bucket, "iris.csv")
+    kube.core.create_namespaced_secret(
+        ns,
+        {
+            "metadata": {"name": "s3-credentials"},
+            "stringData": {
+                "AWS_ACCESS_KEY_ID": kube.s3_access_key,
+                "AWS_SECRET_ACCESS_KEY": kube.s3_secret_key,
+            },
+        },
+    )
+    job = yaml.safe_load((ROOT / "examples/iris/trainingjob.yaml").read_text())
+    job["metadata"] = {"name": "iris", "namespace": ns}
+    job["spec"]["dataset"]["uri"] = f"s3://{bucket}/iris.csv"
+    job["spec"]["output"]["uri"] = f"s3://{bucket}/models"
+    del job["spec"]["triggers"]
+    md = yaml.safe_load((ROOT / "examples/iris/modeldeployment.yaml").read_text())
+    md["metadata"] = {"name": "iris", "namespace": ns}
+    md["spec"]["replicas"] = 2
+    md["spec"]["canary"].update(steps=[50], intervalSeconds=10, minRequests=10, failureLimit=0)
+    kubectl_input(kube, [job, md], "apply")
+
+    wait_for(lambda: _approved(kube, ns, "iris-v1"), 240, "an Approved iris-v1", interval=1)
+
+    def rollout() -> dict[str, Any]:
+        return dict(_custom(kube, ns, "modeldeployments", "iris").get("status") or {})
+
+    def serving(version: str) -> bool:
+        current = rollout()
+        return current.get("phase") == "Promoted" and current.get("stableVersion") == version
+
+    wait_for(lambda: serving("iris-v1"), 180, "iris-v1 serving", interval=1)
+    service = kube.core.read_namespaced_service("iris", ns)
+    with load(f"http://{service.spec.cluster_ip}:80") as codes:
+        kube.kubectl("-n", ns, "annotate", "trainingjob", "iris", "kiln.dev/retrain=2")
+        wait_for(lambda: _approved(kube, ns, "iris-v2"), 240, "an Approved iris-v2", interval=1)
+
+        def promoted_v2() -> bool:
+            current = rollout()
+            assert current.get("phase") not in ("RolledBack", "Failed"), current
+            return serving("iris-v2")
+
+        wait_for(promoted_v2, 300, "iris-v2 promoted by the in-cluster operator", interval=1)
+    assert codes[200] > 0
+    assert not any(code >= 500 for code in codes), codes

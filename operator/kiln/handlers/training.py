@@ -140,6 +140,12 @@ class TrainingController:
     # than that is stale (it predates our own last write): the reconcile GETs instead.
     _bodies: dict[Key, dict[str, Any]] = field(default_factory=dict)
     _known: dict[Key, int] = field(default_factory=dict)
+    # Echoes of this controller's own actions, which need no reconcile: the
+    # resourceVersions its status/annotation writes produced, the pods it created (until
+    # the watch shows them), and the last observation of every pod the watch delivered.
+    _own_writes: dict[Key, set[int]] = field(default_factory=dict)
+    _created_pods: set[tuple[str, str]] = field(default_factory=set)
+    _pod_seen: dict[str, PodObservation] = field(default_factory=dict)
     events: EventPoster | None = None
 
     def __post_init__(self) -> None:
@@ -161,9 +167,56 @@ class TrainingController:
             return  # the watch never goes back in time; keep the newer copy
         self._bodies[key] = body
 
+    def job_changed(self, key: Key, body: dict[str, Any]) -> bool:
+        """Whether a TrainingJob event needs a reconcile: not when it is the echo of this
+        controller's own write (that pass already acted on everything it wrote)."""
+        self.observe(key, body)
+        own = self._own_writes.get(key)
+        version = resource_version(body)
+        if own and version in own:
+            own.discard(version)
+            return False
+        return True
+
+    def pod_changed(self, event_type: str | None, body: dict[str, Any]) -> bool:
+        """Whether a pod event needs a reconcile of its TrainingJob.
+
+        A reconcile sees a pod only through `observe_pod`; an event that leaves that
+        observation as it was (a scheduling condition, an IP, a label), or that is the watch
+        showing a pod this controller has just created and which has not started, carries
+        nothing a pass could act on.
+        """
+        metadata = body.get("metadata") or {}
+        uid = metadata.get("uid") or metadata.get("name") or ""
+        created = (metadata.get("namespace") or "default", metadata.get("name") or "")
+        if event_type == "DELETED":
+            self._pod_seen.pop(uid, None)
+            self._created_pods.discard(created)
+            return True
+        observation = observe_pod(body)
+        previous = self._pod_seen.get(uid)
+        self._pod_seen[uid] = observation
+        if previous is not None:
+            return previous != observation
+        if created in self._created_pods:
+            self._created_pods.discard(created)
+            untouched = PodObservation(observation.name, observation.attempt, "Pending")
+            return observation != untouched
+        return True
+
+    def _wrote(self, key: Key, obj: dict[str, Any]) -> None:
+        self._learn(key, obj)
+        version = resource_version(obj)
+        if version is not None:
+            own = self._own_writes.setdefault(key, set())
+            if len(own) > 8:  # echoes that never came (a watch restart): drop the oldest
+                own.discard(min(own))
+            own.add(version)
+
     def forget(self, key: Key) -> None:
         self._bodies.pop(key, None)
         self._known.pop(key, None)
+        self._own_writes.pop(key, None)
         self._next_poll.pop(key, None)
         self._active.pop(key, None)
 
@@ -308,13 +361,13 @@ class TrainingController:
                 logger.info("%s/%s changed during the reconcile: again", namespace, name)
                 self._bodies.pop(key, None)
                 return 0.0
-            self._learn(key, written)
+            self._wrote(key, written)
         if plan.retrain_handled is not None:
             handled = {tj.RETRAIN_HANDLED_ANNOTATION: plan.retrain_handled}
             written = await self.client.patch(
                 TRAINING_JOBS, namespace, name, {"metadata": {"annotations": handled}}
             )
-            self._learn(key, written)
+            self._wrote(key, written)
         for reason, message in events:
             self._post_event(raw, reason, message, warning=reason not in NORMAL_REASONS)
         poll = self._poll_delay(key, job)
@@ -332,11 +385,14 @@ class TrainingController:
             manifest = training_pod(
                 job, run.run, action.attempt, self.defaults, action.active_deadline_seconds
             )
+            # Before the POST: the watch may show the pod before the POST's answer arrives.
+            self._created_pods.add((namespace, action.name))
             try:
                 await self.client.create(PODS, namespace, manifest)
                 metrics.ATTEMPTS.inc()
-            except ApiError as e:
-                if not e.conflict:
+            except BaseException as e:
+                if not (isinstance(e, ApiError) and e.conflict):
+                    self._created_pods.discard((namespace, action.name))
                     raise
                 logger.info("pod %s/%s exists already: adopted", namespace, action.name)
             return run, None
@@ -480,14 +536,16 @@ async def training_job_event(
         _controller.forget(key)
         return
     # kopf's Body is a read-only view of the watch's object; the reconcile only reads it.
-    _controller.observe(key, dict(body))
-    _controller.queue.add(key)
+    if _controller.job_changed(key, dict(body)):
+        _controller.queue.add(key)
     metrics.QUEUE_DEPTH.set(len(_controller.queue))
 
 
 @kopf.on.event("", "v1", "pods", labels={TRAINING_JOB_UID_LABEL: kopf.PRESENT})
-async def training_pod_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
-    if _controller is None:
+async def training_pod_event(
+    type: str | None, body: kopf.Body, namespace: str | None, **_: Any
+) -> None:
+    if _controller is None or not _controller.pod_changed(type, dict(body)):
         return
     for owner in body.metadata.get("ownerReferences") or []:
         if owner.get("kind") == "TrainingJob" and owner.get("apiVersion", "").startswith(

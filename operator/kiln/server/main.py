@@ -21,8 +21,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import orjson
 
 from kiln.server.artifact import ArtifactError, load_artifact
@@ -30,7 +33,7 @@ from kiln.server.config import ConfigError, ServerConfig, parse_config
 from kiln.server.http import ConnectionRegistry, HttpConnection, drain
 from kiln.server.logs import configure_logging
 from kiln.server.metrics import MetricsSnapshot, render
-from kiln.server.predictor import build_predictor
+from kiln.server.predictor import Predictor, build_predictor
 from kiln.server.service import PROMETHEUS_TEXT, InferenceService, ServiceSettings
 
 log = logging.getLogger("kiln.server")
@@ -48,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.metrics_port is not None:
         sockets.append(_listen(config.host, config.metrics_port))
     if config.workers == 1:
-        return run_worker(config, sockets, worker_index=0, snapshot_dir=None)
+        return run_worker(config, sockets, worker_index=0, snapshot_dir=None).exit_code
     return _supervise(config, sockets)
 
 
@@ -65,17 +68,41 @@ def _listen(host: str, port: int) -> socket.socket:
 # -- one worker ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    predictor: Predictor
+    sha256: str
+
+
+class LoadFailure(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ServeOutcome:
+    exit_code: int
+    handed_over: LoadedModel | None = None  # the loading phase of --workers N ended
+
+
 def run_worker(
     config: ServerConfig,
     sockets: list[socket.socket],
     worker_index: int,
     snapshot_dir: Path | None,
-) -> int:
+    preloaded: LoadedModel | None = None,
+    hand_over: bool = False,
+) -> ServeOutcome:
+    """Serve until SIGTERM; with `hand_over`, only until the model has loaded."""
     _limit_native_threads()
     loop = _new_event_loop()
     try:
-        return loop.run_until_complete(_serve(config, sockets, worker_index, snapshot_dir))
+        return loop.run_until_complete(
+            _serve(config, sockets, worker_index, snapshot_dir, preloaded, hand_over)
+        )
     finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
 
 
@@ -106,7 +133,9 @@ async def _serve(
     sockets: list[socket.socket],
     worker_index: int,
     snapshot_dir: Path | None,
-) -> int:
+    preloaded: LoadedModel | None,
+    hand_over: bool,
+) -> ServeOutcome:
     loop = asyncio.get_running_loop()
     settings = ServiceSettings(
         model_name=config.model_name,
@@ -119,6 +148,8 @@ async def _serve(
     )
     peers = _PeerSnapshots(snapshot_dir, worker_index)
     service = InferenceService(settings, loop.call_soon, peers.read)
+    if preloaded is not None:
+        service.model_loaded(preloaded.predictor, preloaded.sha256)
     registry = ConnectionRegistry()
 
     def connection() -> HttpConnection:
@@ -132,50 +163,55 @@ async def _serve(
                 lambda: HttpConnection(metrics_handler, registry, 1024), sock=sockets[1]
             )
         )
+    who = {"worker": worker_index}
     for sock in sockets:
         host, port = sock.getsockname()[:2]
-        log.info("listening", extra={"address": f"{host}:{port}", "worker": worker_index})
+        log.info("listening", extra={"address": f"{host}:{port}", **who})
 
     stop = asyncio.Event()
-    exit_code = 0
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     publisher = asyncio.create_task(peers.publish_forever(service)) if snapshot_dir else None
 
-    load_failed = asyncio.Event()
-    loader = loop.run_in_executor(None, _load, config, service, loop, load_failed)
+    exit_code = 0
     stop_wait = asyncio.create_task(stop.wait())
-    fail_wait = asyncio.create_task(load_failed.wait())
-    done, _ = await asyncio.wait({stop_wait, fail_wait}, return_when=asyncio.FIRST_COMPLETED)
-    if fail_wait in done and config.exit_on_load_failure:
-        exit_code = 1
-    stop_wait.cancel()
-    fail_wait.cancel()
-    if fail_wait in done and not config.exit_on_load_failure:
-        await stop.wait()  # stay up, NotReady with the reason, until told to stop
+    if preloaded is None:
+        loader: asyncio.Future[LoadedModel] = loop.run_in_executor(None, _load, config)
+        waiting: set[asyncio.Future[Any]] = {stop_wait, loader}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if loader.done():
+            try:
+                loaded = loader.result()
+            except LoadFailure as failure:
+                log.error("model not loaded; staying NotReady", extra={"reason": failure.reason})
+                service.model_failed(failure.reason)
+                if config.exit_on_load_failure:
+                    exit_code = 1
+                    stop.set()
+            else:
+                service.model_loaded(loaded.predictor, loaded.sha256)
+                if hand_over:
+                    # The workers take over the listening sockets from here on.
+                    await drain(servers, registry, config.drain_timeout_seconds)
+                    stop_wait.cancel()
+                    return ServeOutcome(0, handed_over=loaded)
+    await stop_wait  # serve (or stay NotReady with the reason) until told to stop
 
-    log.info("shutting down: readiness false, draining", extra={"worker": worker_index})
+    log.info("shutting down: readiness false, draining", extra=who)
     service.start_draining()
     if config.drain_delay_seconds > 0 and exit_code == 0:
         await asyncio.sleep(config.drain_delay_seconds)
-    drained = await drain(servers, registry, config.drain_timeout_seconds)
-    if not drained:
-        log.warning("drain timed out with connections still open", extra={"worker": worker_index})
+    if not await drain(servers, registry, config.drain_timeout_seconds):
+        log.warning("drain timed out with connections still open", extra=who)
     if publisher is not None:
         publisher.cancel()
         peers.publish(service)
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(asyncio.shield(loader), timeout=0.1)
-    log.info("stopped", extra={"worker": worker_index, "exit_code": exit_code})
-    return exit_code
+    log.info("stopped", extra={**who, "exit_code": exit_code})
+    return ServeOutcome(exit_code)
 
 
-def _load(
-    config: ServerConfig,
-    service: InferenceService,
-    loop: asyncio.AbstractEventLoop,
-    failed: asyncio.Event,
-) -> None:
+def _load(config: ServerConfig) -> LoadedModel:
+    """Fetch, verify, deserialise and warm up the model (runs in a thread)."""
     started = time.monotonic()
     try:
         artifact = load_artifact(
@@ -186,14 +222,11 @@ def _load(
             extra_trusted=config.trusted_types,
         )
         predictor = build_predictor(artifact.estimator, config.feature_names)
-        _warm_up(predictor.predict, predictor.schema.n_features)
+        predictor.predict(np.zeros((1, predictor.schema.n_features)))  # warm-up
     except ArtifactError as exc:
-        _report_failure(service, loop, failed, f"{exc.reason}: {exc}")
-        return
+        raise LoadFailure(f"{exc.reason}: {exc}") from exc
     except Exception as exc:
-        _report_failure(service, loop, failed, f"ModelError: {exc}")
-        return
-    loop.call_soon_threadsafe(service.model_loaded, predictor, artifact.sha256)
+        raise LoadFailure(f"ModelError: {exc}") from exc
     log.info(
         "model loaded; ready",
         extra={
@@ -206,23 +239,7 @@ def _load(
             "seconds": round(time.monotonic() - started, 3),
         },
     )
-
-
-def _report_failure(
-    service: InferenceService,
-    loop: asyncio.AbstractEventLoop,
-    failed: asyncio.Event,
-    reason: str,
-) -> None:
-    log.error("model not loaded; staying NotReady", extra={"reason": reason})
-    loop.call_soon_threadsafe(service.model_failed, reason)
-    loop.call_soon_threadsafe(failed.set)
-
-
-def _warm_up(predict: Callable[..., object], n_features: int) -> None:
-    import numpy as np
-
-    predict(np.zeros((1, n_features)))
+    return LoadedModel(predictor, artifact.sha256)
 
 
 class _MetricsOnly:
@@ -286,6 +303,17 @@ class _PeerSnapshots:
 
 
 def _supervise(config: ServerConfig, sockets: list[socket.socket]) -> int:
+    """Load once while answering probes, then fork workers that share the sockets.
+
+    Loading before forking means every worker is ready the moment it accepts a
+    connection (readiness is never true for a pod with a loading worker), and the
+    workers share the model's memory copy-on-write.
+    """
+    loading = run_worker(
+        config, [sock.dup() for sock in sockets], -1, None, preloaded=None, hand_over=True
+    )
+    if loading.handed_over is None:
+        return loading.exit_code  # stopped while loading, or failed to load
     snapshot_dir = Path(tempfile.mkdtemp(prefix="kiln-serve-metrics-"))
     children: dict[int, int] = {}
     for index in range(config.workers):
@@ -293,7 +321,9 @@ def _supervise(config: ServerConfig, sockets: list[socket.socket]) -> int:
         if pid == 0:
             code = 1
             try:
-                code = run_worker(config, sockets, index, snapshot_dir)
+                code = run_worker(
+                    config, sockets, index, snapshot_dir, preloaded=loading.handed_over
+                ).exit_code
             finally:
                 os._exit(code)
         children[pid] = index

@@ -6,12 +6,19 @@ import http.client
 import json
 import random
 import socket
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from tests.support.serve_process import ServerProcess, free_port
-from tests.support.serving import MALFORMED_BODIES, infer_body, iris, iris_logistic_regression
+from tests.support.serving import (
+    IRIS_FEATURES,
+    MALFORMED_BODIES,
+    infer_body,
+    iris,
+    iris_logistic_regression,
+)
 
 pytestmark = pytest.mark.component
 
@@ -199,3 +206,43 @@ def test_tritonclient_sees_a_clear_error_for_a_wrong_shape(shared_server: Server
     with pytest.raises(InferenceServerException, match=r"expected shape \[N, 4\]"):
         client.infer("iris", [tensor])
     client.close()
+
+
+def test_serves_a_trainer_artifact_with_named_features_and_string_labels(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """The trainer's canonical skops file, fitted on a DataFrame with string labels."""
+    import hashlib
+
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from kiln.trainer.artifact import dump_model
+
+    features, target = iris()
+    frame = pd.DataFrame(features, columns=list(IRIS_FEATURES))
+    labels = np.array(["setosa", "versicolor", "virginica"], dtype=object)[target]
+    estimator = LogisticRegression(max_iter=1000).fit(frame, labels)
+    data = dump_model(estimator)
+    path = tmp_path / "trained.skops"
+    path.write_bytes(data)
+    server: ServerProcess = start_server(path=path, sha256=hashlib.sha256(data).hexdigest())
+    server.wait_ready()
+
+    rows = features[::10]
+    inputs = [
+        {"name": name, "shape": [len(rows)], "datatype": "FP64", "data": rows[:, i].tolist()}
+        for i, name in enumerate(IRIS_FEATURES)
+    ]
+    status, body = server.json("POST", INFER, json.dumps({"inputs": inputs}).encode())
+    assert status == 200
+    output = body["outputs"][0]
+    assert output["datatype"] == "BYTES"
+    expected = estimator.predict(pd.DataFrame(rows, columns=list(IRIS_FEATURES)))
+    assert output["data"] == expected.tolist()
+    status, metadata = server.json("GET", "/v2/models/iris")
+    assert metadata["parameters"]["feature_names"] == list(IRIS_FEATURES)
+    assert metadata["parameters"]["classes"] == ["setosa", "versicolor", "virginica"]
+    status, text, _ = server.request("GET", "/metrics")
+    assert b'kiln_predictions_total{class="setosa"' in text
+    assert b'kiln_feature_value_sum{feature="petal_width"' in text

@@ -71,7 +71,7 @@ class NodeContext:
     mask: list[str]
     allocatable: dict[str, str]
     services: ServiceCache | None = None
-    startup: StartupQueue = field(default_factory=lambda: StartupQueue(int(__import__("os").environ.get("KILN_STARTUP_SLOTS", "4"))))  # TEMP
+    startup: StartupQueue = field(default_factory=StartupQueue)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
