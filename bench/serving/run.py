@@ -1,15 +1,17 @@
 """Serving benchmark: kiln-serve against MLServer and KServe's Python ModelServer.
 
 Every server gets the same iris logistic regression and the same Open Inference
-Protocol v2 bodies, on loopback, driven by `wrk` in the same run, one server at a time:
+Protocol v2 bodies, on loopback, driven by `wrk` in the same run. All servers run side
+by side and are measured one at a time, in rounds with the order rotated, keeping the
+median round (the machine's background load drifts; this spreads it over everyone):
 
   single-row   4 connections (2 or 1 if p99 >= 10 ms) -> requests/s at p99 < 10 ms
   batch-100    4 connections, 100 rows per request   -> rows/s
-  overload     64 (and 256) connections, 1 row       -> p99, share of 429/503
+  overload     64 and 1,000 connections, 1 row       -> ok/s, p99, share of 503 (shed)
   malformed    a table of bad requests               -> status code per server
   correctness  100 rows                               -> equal to estimator.predict?
 
-Run:  .venv/bin/python bench/serving/run.py [--duration 10] [--servers kiln,mlserver,kserve]
+Run:  bench/serving/run.sh [--duration 5] [--rounds 3] [--servers kiln,mlserver,kserve]
 Figures are printed, never asserted: they depend on the machine and what else runs.
 """
 
@@ -28,9 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -40,6 +43,7 @@ HERE = Path(__file__).parent
 LUA = HERE / "post.lua"
 INFER_PATH = "/v2/models/iris/infer"
 P99_BOUND_MS = 10.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -207,17 +211,45 @@ def check_correctness(port: int, rows: list[list[float]]) -> bool:
     return flat == expected
 
 
-def measure(spec: ServerSpec, files: dict[str, Path], args: argparse.Namespace) -> ServerResult:
-    result = ServerResult(spec.label)
-    log_dir = files["logs"]
-    try:
-        with running(spec, log_dir):
-            result.correct = check_correctness(spec.port, iris_rows(100, 7))
+def measure_all(
+    specs: list[ServerSpec], files: dict[str, Path], args: argparse.Namespace
+) -> list[ServerResult]:
+    """All servers run side by side (idle ones cost nothing) and are measured in turns.
+
+    The machine's background load drifts, so each throughput figure is taken in
+    `--rounds` rounds, the server order rotated every round, and the median round kept:
+    a burst of background load then hits every server alike instead of one of them.
+    """
+    results = {spec.label: ServerResult(spec.label) for spec in specs}
+    singles: dict[str, list[tuple[int, WrkResult]]] = {spec.label: [] for spec in specs}
+    batches: dict[str, list[WrkResult]] = {spec.label: [] for spec in specs}
+    with contextlib.ExitStack() as stack:
+        live: list[ServerSpec] = []
+        for spec in specs:
+            print(f"==> starting {spec.label}", file=sys.stderr)
+            try:
+                stack.enter_context(running(spec, files["logs"]))
+                live.append(spec)
+            except (RuntimeError, OSError) as exc:
+                results[spec.label].error = str(exc)
+        for spec in live:
+            results[spec.label].correct = check_correctness(spec.port, iris_rows(100, 7))
             wrk(spec.port, files["single"], 4, args.warmup)
-            result.single_connections, result.single = single_row_at_p99(spec.port, files, args)
-            result.batch = wrk(spec.port, files["batch"], 4, args.duration)
+        for round_index in range(args.rounds):
+            shift = round_index % max(1, len(live))
+            for spec in live[shift:] + live[:shift]:
+                print(f"==> round {round_index + 1}: {spec.label}", file=sys.stderr)
+                singles[spec.label].append(single_row_at_p99(spec.port, files, args))
+                batches[spec.label].append(wrk(spec.port, files["batch"], 4, args.duration))
+        for spec in live:
+            result = results[spec.label]
+            result.single_connections, result.single = _median(
+                singles[spec.label], key=lambda run: run[1].ok_per_second
+            )
+            result.batch = _median(batches[spec.label], key=lambda run: run.ok_per_second)
+            print(f"==> overload and malformed input: {spec.label}", file=sys.stderr)
             for connections in args.overload:
-                overload_seconds = max(3.0, args.duration / 2)
+                overload_seconds = max(3.0, args.duration)
                 result.overload[connections] = wrk(
                     spec.port, files["single"], connections, overload_seconds
                 )
@@ -226,9 +258,12 @@ def measure(spec: ServerSpec, files: dict[str, Path], args: argparse.Namespace) 
                     result.malformed[label] = request(spec.port, "POST", path, body)[0]
                 except (OSError, http.client.HTTPException) as exc:
                     result.malformed[label] = type(exc).__name__
-    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
-        result.error = str(exc)
-    return result
+    return [results[spec.label] for spec in specs]
+
+
+def _median(runs: list[T], key: Callable[[T], float]) -> T:
+    ordered = sorted(runs, key=key)
+    return ordered[len(ordered) // 2]
 
 
 def single_row_at_p99(
@@ -270,8 +305,10 @@ def build_specs(names: list[str], workers: list[int], work: Path) -> list[Server
 
 def print_report(results: list[ServerResult], args: argparse.Namespace) -> None:
     print()
-    print(f"Serving benchmark: iris logistic regression, wrk, {args.duration:g} s per figure, "
-          f"loopback, {os.cpu_count()} cores")  # fmt: skip
+    print(
+        f"Serving benchmark: iris logistic regression, wrk, {args.duration:g} s per run, "
+        f"median of {args.rounds} rounds, loopback, {os.cpu_count()} cores"
+    )
     header = (
         f"{'server':<22}{'1-row req/s':>12}{'conns':>6}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'100-row req/s':>14}{'rows/s':>11}{'p99 ms':>8}  correct"
@@ -367,7 +404,8 @@ def _figure(result: ServerResult, figure: str) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per figure (median kept)")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--servers", default="kiln,mlserver,kserve")
     parser.add_argument("--workers", default="1,2", help="worker counts to try, e.g. 1 or 1,2")
@@ -387,10 +425,7 @@ def main() -> int:
     names = [name.strip() for name in args.servers.split(",") if name.strip()]
     workers = [int(x) for x in args.workers.split(",")]
     specs = build_specs(names, workers, work)
-    results: list[ServerResult] = []
-    for spec in specs:
-        print(f"==> {spec.label}", file=sys.stderr)
-        results.append(measure(spec, files, args))
+    results = measure_all(specs, files, args)
     print_report(results, args)
     print(f"\nserver logs: {files['logs']}")
     if args.json:

@@ -152,7 +152,8 @@ class TrainingController:
         if self.datasets is None:
             self.datasets = DatasetProbe(self.client, self.settings.s3_endpoint)
         if self.events is None:
-            self.events = EventPoster(self.client)
+            # Events wait while reconciles are queued: pods and statuses come first.
+            self.events = EventPoster(self.client, busy=lambda: len(self.queue) > 0)
 
     # --- the watch's copy of each TrainingJob ---------------------------------------------
 

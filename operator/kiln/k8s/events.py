@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,6 +81,10 @@ class EventPoster:
     `post` returns at once and at most `concurrency` Event POSTs are in flight. Past
     `max_pending` queued Events new ones are dropped (and logged): a storm of Events must
     not grow the operator's memory without bound.
+
+    With `busy` (e.g. "the work queue has keys waiting"), Events yield to the work: while it
+    says True an Event waits, up to `max_defer` seconds, so that during a burst the
+    apiserver spends its time on pods and statuses first.
     """
 
     def __init__(
@@ -88,8 +94,12 @@ class EventPoster:
         concurrency: int = 4,
         max_pending: int = 5000,
         component: str = COMPONENT,
+        busy: Callable[[], bool] | None = None,
+        max_defer: float = 10.0,
     ) -> None:
         self._client = client
+        self._busy = busy
+        self._max_defer = max_defer
         self._component = component
         self._max_pending = max_pending
         self._semaphore = asyncio.Semaphore(concurrency)
@@ -114,6 +124,11 @@ class EventPoster:
 
     async def _send(self, body: dict[str, Any]) -> None:
         async with self._semaphore:
+            if self._busy is not None:
+                # Only the `concurrency` Events holding the semaphore poll the predicate.
+                deadline = time.monotonic() + self._max_defer
+                while self._busy() and time.monotonic() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
             try:
                 await self._client.create(EVENTS, body["metadata"]["namespace"], body)
             except Exception as e:  # best effort: never an unretrieved task exception

@@ -141,3 +141,46 @@ async def test_a_failing_gate_rejects_and_a_second_job_takes_the_next_number(
     assert versions["iris-v1"]["status"]["approval"]["state"] == "Rejected"
     assert "threshold/accuracy" in versions["iris-v1"]["status"]["approval"]["reason"]
     assert versions["iris-v2"]["status"]["approval"]["state"] == "Approved"
+
+
+def requests_to(kmock: Any, method: str, suffix: str) -> int:
+    return sum(
+        1 for r in kmock if str(r.method).upper().endswith(method) and r.url.path.endswith(suffix)
+    )
+
+
+async def test_the_watchs_body_replaces_the_get_and_own_echoes_need_no_pass(
+    client: KubeClient, kmock: Any
+) -> None:
+    body = await client.create(TRAINING_JOBS, "ml", training_job())
+    body["metadata"]["resourceVersion"] = "10"
+    c = controller(client)
+    assert c.job_changed(("ml", "iris"), body)  # the creation: a pass is needed
+    await c.reconcile(("ml", "iris"))
+    assert requests_to(kmock, "GET", "/trainingjobs/iris") == 0  # the watch's copy was used
+    (pod,) = await client.list(PODS, "ml")
+    assert pod["metadata"]["name"] == "iris-1-1"
+    # The watch showing the pod just created, untouched, or a change that observe_pod does
+    # not see (a scheduling condition), needs no pass; a phase change does.
+    assert not c.pod_changed("ADDED", pod)
+    scheduled = {**pod, "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled"}]}}
+    assert not c.pod_changed("MODIFIED", scheduled)
+    assert c.pod_changed("MODIFIED", {**pod, "status": {"phase": "Running"}})
+    assert c.pod_changed("DELETED", pod)
+    await c.events.drain()  # type: ignore[union-attr]
+    assert requests_to(kmock, "POST", "/events") == 2  # RunStarted, AttemptStarted
+
+
+async def test_a_copy_older_than_our_own_write_is_not_used(client: KubeClient, kmock: Any) -> None:
+    """A body older than this controller's own last write is stale: it GETs instead."""
+    await client.create(TRAINING_JOBS, "ml", training_job())
+    c = controller(client)
+    stale = await client.get(TRAINING_JOBS, "ml", "iris")
+    stale["metadata"]["resourceVersion"] = "1"
+    c.observe(("ml", "iris"), stale)
+    c._known[("ml", "iris")] = 5  # as if a write of ours had produced version 5
+    await c.reconcile(("ml", "iris"))
+    assert requests_to(kmock, "GET", "/trainingjobs/iris") == 2  # the test's and the pass's
+    assert [p["metadata"]["name"] for p in await client.list(PODS, "ml")] == ["iris-1-1"]
+    job = await client.get(TRAINING_JOBS, "ml", "iris")
+    assert job["status"]["run"] == 1

@@ -75,3 +75,26 @@ async def test_workers_never_process_one_key_concurrently_and_retry_failures() -
     assert overlaps == 0
     assert calls["a"] == 2 and calls["b"] == 2
     assert calls["boom"] >= 3
+
+
+async def test_a_burst_is_spread_over_the_workers_and_shutdown_stops_them_all() -> None:
+    queue: WorkQueue[int] = WorkQueue()
+    running = 0
+    most = 0
+
+    async def reconcile(key: int) -> float | None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+        return None
+
+    task = asyncio.create_task(run_workers(queue, reconcile, workers=8))
+    await asyncio.sleep(0.01)  # every worker parked
+    for key in range(40):
+        queue.add(key)
+    await asyncio.sleep(0.4)
+    assert most == 8 and len(queue) == 0
+    queue.shutdown()
+    await asyncio.wait_for(task, 1)
