@@ -82,8 +82,8 @@ def training_jobs() -> list[Sample]:
         Sample("tj-running", _tj_object(job, status([running]), 2), "InProgress", "Progressing"),
         Sample("tj-retrying", _tj_object(job, status([retrying]), 2), "InProgress", "Progressing"),
         Sample("tj-succeeded", _tj_object(job, status([succeeded]), 2), "Current", "Healthy"),
-        # A finished failure: Ready=False without Stalled, which kstatus reads as InProgress.
-        Sample("tj-failed", _tj_object(job, status([failed]), 2), "InProgress", "Degraded"),
+        # A finished failure is Stalled: nothing happens until the spec or a trigger changes.
+        Sample("tj-failed", _tj_object(job, status([failed]), 2), "Failed", "Degraded"),
         Sample("tj-no-run", _tj_object(job, status([]), 2), "InProgress", "Suspended"),
     ]
     # The user changed the spec; the operator has not looked yet.

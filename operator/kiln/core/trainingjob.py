@@ -208,7 +208,9 @@ def summarize(
     else:
         reason = newest.reason or "Failed"
         message = newest.message or f"run {newest.run} failed"
-        conditions = cond.mark_failed(conditions, reason, message, now, observed)
+        # Stalled as kstatus means it: nothing more happens until the spec changes or a
+        # trigger starts another run, so Flux and `kubectl wait` fail now, not at a timeout.
+        conditions = cond.mark_stalled(conditions, reason, message, now, observed)
         conditions = cond.set_condition(
             conditions, "Failed", "True", reason, message, now, observed
         )
