@@ -37,7 +37,7 @@ crds: venv
 	$(PY) -m kiln.api.crdgen
 	$(PY) -m kiln.api.crdgen manifests/crds
 
-unit: venv
+unit: venv tools
 	$(PYTEST) -m unit -q
 
 component: venv

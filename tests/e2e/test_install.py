@@ -6,7 +6,9 @@
 - the operator's ServiceAccount, bound as base/ and overlays/namespaced bind it, can do
   exactly what the operator needs and not what it must not (`kubectl auth can-i --as`);
 - the namespaced overlay runs the operator as a pod under that ServiceAccount: it becomes
-  Ready, joins kopf peering, serves /metrics and reconciles a TrainingJob.
+  Ready, joins kopf peering, serves /metrics and reconciles a TrainingJob; and the whole
+  iris story (train -> Approved -> served -> canary -> Promoted) passes with it, after which
+  Argo CD's Lua health checks and kstatus judge the real objects Healthy / Current.
 
 Cluster-scoped objects this module creates (CRDs that were missing, a uniquely named
 ClusterRole/Binding) are deleted afterwards; everything else lives in test namespaces.
@@ -27,6 +29,7 @@ import pytest
 import yaml
 from tests.e2e.conftest import Kube
 from tests.e2e.test_canary import load
+from tests.support.health import argocd_health, kstatus
 from tests.support.k8s import wait_for
 from tests.support.manifests import KUSTOMIZATIONS, ROOT, find, kustomize
 
@@ -370,3 +373,22 @@ def test_iris_story_with_the_in_cluster_operator(kube: Kube, operator_namespace:
         wait_for(promoted_v2, 300, "iris-v2 promoted by the in-cluster operator", interval=1)
     assert codes[200] > 0
     assert not any(code >= 500 for code in codes), codes
+
+    # The GitOps tools' verdicts on the real objects of this run: all settled and healthy.
+    objects = [
+        _custom(kube, ns, "trainingjobs", "iris"),
+        _custom(kube, ns, "modelversions", "iris-v1"),
+        _custom(kube, ns, "modelversions", "iris-v2"),
+        wait_for(
+            lambda: (lambda md: md if argocd_health(md)["status"] == "Healthy" else None)(
+                _custom(kube, ns, "modeldeployments", "iris")
+            ),
+            120,
+            "the promoted ModelDeployment to settle",
+            interval=1,
+        ),
+    ]
+    for obj in objects:
+        assert argocd_health(obj)["status"] == "Healthy", (obj["kind"], obj.get("status"))
+    verdicts = kstatus(objects)
+    assert [v["status"] for v in verdicts] == ["Current"] * len(objects), verdicts

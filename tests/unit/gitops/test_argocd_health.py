@@ -4,40 +4,21 @@ the dialect of gopher-lua that Argo CD embeds, against Kiln's status objects in 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from lupa import lua51
+from tests.support.health import ARGO_SCRIPTS, ROOT, argocd_health
 from tests.support.status_samples import Sample, all_samples
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[3]
-HEALTH = ROOT / "manifests/argocd/health"
-SCRIPTS = {
-    "TrainingJob": HEALTH / "trainingjob.lua",
-    "ModelVersion": HEALTH / "modelversion.lua",
-    "ModelDeployment": HEALTH / "modeldeployment.lua",
-}
 ARGO_STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
 
 
-def to_lua(runtime: Any, value: Any) -> Any:
-    if isinstance(value, dict):
-        return runtime.table_from({k: to_lua(runtime, v) for k, v in value.items()})
-    if isinstance(value, list):
-        return runtime.table_from([to_lua(runtime, v) for v in value])
-    return value
-
-
 def health(kind: str, obj: dict[str, Any]) -> dict[str, str]:
-    """Run the check as Argo CD does: the object in the global `obj`, a table returned."""
-    runtime = lua51.LuaRuntime(unpack_returned_tuples=True)
-    runtime.globals().obj = to_lua(runtime, obj)
-    result = runtime.execute(SCRIPTS[kind].read_text())
-    return {"status": str(result["status"]), "message": str(result["message"] or "")}
+    assert obj["kind"] == kind
+    return argocd_health(obj)
 
 
 @pytest.mark.parametrize("sample", all_samples(), ids=lambda s: s.name)
@@ -63,6 +44,6 @@ def test_docs_snippet_installs_every_script() -> None:
     text = (ROOT / "docs/gitops.md").read_text()
     block = text.split("```yaml\n# argocd-cm\n", 1)[1].split("```", 1)[0]
     data = yaml.safe_load(block)["data"]
-    for kind, script in SCRIPTS.items():
+    for kind, script in ARGO_SCRIPTS.items():
         key = f"resource.customizations.health.kiln.dev_{kind}"
         assert data[key] == script.read_text(), key

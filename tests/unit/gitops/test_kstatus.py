@@ -4,41 +4,17 @@ in tools/kstatus is built from the Go module by scripts/build-tools.sh (`make to
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.health import kstatus
 from tests.support.status_samples import Sample, all_samples
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def kstatus_binary() -> Path:
-    module = (ROOT / "tools/kstatus/go.mod").read_text()
-    version = next(
-        line.split()[-1] for line in module.splitlines() if "sigs.k8s.io/cli-utils" in line
-    )
-    cache = Path(os.environ.get("KILN_CACHE", Path.home() / ".cache/kiln"))
-    binary = cache / f"kstatus-{version}/bin/kstatus"
-    assert binary.exists(), f"{binary} missing: run `make tools` (scripts/build-tools.sh)"
-    return binary
-
 
 def compute(objects: list[dict[str, Any]]) -> list[dict[str, str]]:
-    answer = subprocess.run(
-        [str(kstatus_binary())],
-        input=json.dumps(objects),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return list(json.loads(answer.stdout))
+    return kstatus(objects)
 
 
 SAMPLES = all_samples()
