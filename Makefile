@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 KILN := $(VENV)/bin/kiln
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: help venv system-deps tools deps lint crds crds-check unit component e2e test demo dev-up dev-down dev-status bench clean kind-up
+.PHONY: help venv system-deps tools deps lint crds crds-check unit component e2e test demo dev-up dev-down dev-status bench clean kind-up images
 
 help:
 	@echo "make demo    bring up the local cluster and run Kiln's story on it"
@@ -67,6 +67,11 @@ dev-status: venv
 # deployed (see docs/install.md). Not runnable on the machines Kiln is developed on.
 kind-up:
 	scripts/kind-up.sh
+
+# The three images built with buildah into local storage (no Docker, no registry) and the
+# trainer image run once; see docs/install.md. Not part of `make test`.
+images:
+	scripts/build-images.sh
 
 clean: dev-down
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

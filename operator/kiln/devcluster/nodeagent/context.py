@@ -68,6 +68,7 @@ class NodeContext:
     image_map: list[ImageConfig]
     venv_bin: str
     traverse: list[str]
+    expose: list[str]
     mask: list[str]
     allocatable: dict[str, str]
     services: ServiceCache | None = None

@@ -45,6 +45,15 @@ def traverse_dirs(targets: list[Path]) -> list[str]:
     return sorted(dirs, key=lambda d: (d.count("/"), d))
 
 
+def under_pod_tmp(targets: list[Path]) -> list[str]:
+    """Runtime directories below /tmp, which pods get as a fresh tmpfs: they are bound back
+    in read-only so a checkout (and its venv) living under /tmp still runs in pods."""
+    tmp = Path("/tmp")
+    inside = {t.resolve() for t in targets if tmp in t.resolve().parents}
+    outermost = [d for d in inside if not any(o in d.parents for o in inside)]
+    return sorted(str(d) for d in outermost)
+
+
 def mask_dirs(candidates: list[Path], keep_reachable: list[Path]) -> list[str]:
     """Hide cluster secrets from pods, unless hiding would cut off the runtime."""
     reachable = [t.resolve() for t in keep_reachable]
@@ -104,6 +113,7 @@ async def _run(args: argparse.Namespace) -> None:
         image_map=load_image_map(args.image_map),
         venv_bin=str(Path(sys.executable).parent),
         traverse=traverse_dirs(reachable),
+        expose=under_pod_tmp(reachable),
         mask=mask_dirs([state_dir, args.tls_key.parent, args.kubeconfig.parent], reachable),
         allocatable=node_resources(),
     )

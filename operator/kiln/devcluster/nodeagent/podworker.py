@@ -520,6 +520,7 @@ class PodWorker:
             "dropAllCapabilities": identity.drop_all_capabilities,
             "readOnlyRootFilesystem": identity.read_only_root,
             "traverse": self.ctx.traverse,
+            "expose": self.ctx.expose,
             "mask": self.ctx.mask,
             "mounts": [
                 {"source": str(hosts), "target": "/etc/hosts", "readOnly": False},
