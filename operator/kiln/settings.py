@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from kiln.version import KILN_VERSION
+
 
 @dataclass(frozen=True)
 class OperatorSettings:
     # Images the operator puts into the pods it creates, unless a resource names its own.
-    trainer_image: str = "kiln/trainer:0.1.0"
-    server_image: str = "kiln/server:0.1.0"
+    trainer_image: str = f"kiln/trainer:{KILN_VERSION}"
+    server_image: str = f"kiln/server:{KILN_VERSION}"
     # Where canary analysis queries metrics.
     prometheus_url: str = "http://prometheus.monitoring.svc:9090"
     # Namespaces to watch; empty means the whole cluster.

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 from kiln.api.common import API_VERSION
@@ -26,6 +25,7 @@ from kiln.api.model_deployment import ModelDeployment
 from kiln.api.model_version import ModelVersion
 from kiln.core.canary import Track, TrackObservation, load_failure, pod_messages
 from kiln.core.registry import MODEL_LABEL, label_value
+from kiln.version import KILN_VERSION
 
 MODEL_DEPLOYMENT_LABEL = "kiln.dev/model-deployment"
 TRACK_LABEL = "kiln.dev/track"
@@ -42,14 +42,7 @@ TRACKS: tuple[Track, ...] = ("stable", "canary")
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
 
 
-def _kiln_version() -> str:
-    try:
-        return metadata.version("kiln")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
-
-
-DEFAULT_SERVER_IMAGE = f"kiln/server:{_kiln_version()}"
+DEFAULT_SERVER_IMAGE = f"kiln/server:{KILN_VERSION}"
 
 
 class ServingBuildError(ValueError):

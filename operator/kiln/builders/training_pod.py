@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 from kiln.api.common import API_VERSION
@@ -25,6 +24,7 @@ from kiln.core.registry import (
     label_value,
 )
 from kiln.core.training import pod_name
+from kiln.version import KILN_VERSION
 
 ATTEMPT_LABEL = "kiln.dev/attempt"
 PARAMS_HASH_ANNOTATION = "kiln.dev/params-hash"
@@ -35,14 +35,7 @@ TRAINER_USER_ID = 1000
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 
-def _kiln_version() -> str:
-    try:
-        return metadata.version("kiln")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
-
-
-DEFAULT_TRAINER_IMAGE = f"kiln/trainer:{_kiln_version()}"
+DEFAULT_TRAINER_IMAGE = f"kiln/trainer:{KILN_VERSION}"
 
 
 class PodBuildError(ValueError):
