@@ -33,6 +33,7 @@ from kiln.server.protocol import (
     error_body,
     parse_infer_request,
 )
+from kiln.version import KILN_VERSION
 
 log = logging.getLogger("kiln.server")
 
@@ -42,16 +43,7 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 _NO_HEADERS: tuple[tuple[str, str], ...] = ()
 
 
-def _installed_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("kiln")
-    except PackageNotFoundError:
-        return "0.0.0"
-
-
-_KILN_VERSION = _installed_version()
+_KILN_VERSION = KILN_VERSION
 
 
 @dataclass(frozen=True)
