@@ -40,6 +40,13 @@ class Component:
     health: Callable[[], bool]
 
 
+def _normalised(argv: list[str]) -> list[str]:
+    # A console script runs as `python <script> args`: compare from the script on.
+    if argv and Path(argv[0]).name.startswith("python") and len(argv) > 1:
+        return argv[1:]
+    return argv
+
+
 def _say(msg: str) -> None:
     print(msg, flush=True)
 
@@ -173,6 +180,7 @@ class Cluster:
     def _up(self) -> None:
         total = time.monotonic()
         self._check_prerequisites()
+        self._stop_outdated()
         if self.is_up():
             _say(f"kiln dev cluster is already up ({self.paths.root})")
             self._print_access()
@@ -228,6 +236,15 @@ class Cluster:
         self._write_env()
         _say(f"kiln dev cluster is up in {time.monotonic() - total:.1f} s")
         self._print_access()
+
+    def _stop_outdated(self) -> None:
+        """Stop components running another command line than this checkout would start,
+        e.g. a node agent from another clone's venv; `up` then starts them afresh."""
+        for comp in self.components():
+            argv = process.running_argv(self.paths.pids, comp.name)
+            if argv is not None and _normalised(argv) != _normalised(comp.argv):
+                _say(f"  - {comp.name} runs another build ({argv[0]}): restarting it")
+                process.stop(self.paths.pids, comp.name)
 
     def down(self, quiet: bool = False) -> None:
         with self._exclusive():

@@ -58,6 +58,12 @@ def running_pid(pids_dir: Path, name: str) -> int | None:
     return pid
 
 
+def running_argv(pids_dir: Path, name: str) -> list[str] | None:
+    """The command line component `name` runs with, if it is running."""
+    pid = running_pid(pids_dir, name)
+    return _cmdline(pid) if pid is not None else None
+
+
 def spawn(
     name: str,
     argv: Sequence[str],
