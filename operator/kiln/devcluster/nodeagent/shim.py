@@ -179,10 +179,11 @@ def build_sandbox(spec: dict[str, Any]) -> None:
            MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)  # fmt: skip
     _mount_dev(root)
     _mount("tmpfs", _ensure_target(root, "/tmp", True), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
-    for runtime_dir in spec.get("expose", []):
-        _bind(root, runtime_dir, runtime_dir, True)
     for mount in spec.get("mounts", []):
         _bind(root, mount["source"], mount["target"], mount["readOnly"])
+    # After the volumes: an emptyDir mounted at /tmp must not hide the runtime either.
+    for runtime_dir in spec.get("expose", []):
+        _bind(root, runtime_dir, runtime_dir, True)
     if spec.get("readOnlyRootFilesystem"):
         _mount(None, root, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
 
