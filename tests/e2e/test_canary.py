@@ -342,7 +342,12 @@ def test_good_version_is_promoted_and_serves_through_a_triton_client(
     wait_for(only_v2, 60, "v2 behind the Service")
     triton_client = triton.InferenceServerClient(address)
     try:
-        assert triton_client.is_server_ready()
+        # A draining old pod answers NotReady until its endpoint leaves the Service.
+        wait_for(
+            lambda: all(triton_client.is_server_ready() for _ in range(5)),
+            60,
+            "every server behind the Service ready for the triton client",
+        )
         for _ in range(6):  # a few requests: every endpoint behind the Service answers
             batch = triton.InferInput("input-0", [len(ROWS), 4], "FP64")
             batch.set_data_from_numpy(np.array(ROWS, dtype=np.float64))
