@@ -30,6 +30,7 @@ from kiln.core.conditions import mark_stalled
 from kiln.core.registry import latest_approved
 from kiln.k8s.client import MODEL_VERSIONS, PODS, ApiError, KubeClient, Resource
 from kiln.k8s.events import post_event
+from kiln.k8s.validation import validation_message
 from kiln.k8s.workqueue import WorkQueue, run_workers
 from kiln.metrics import RECONCILE_DURATION, RECONCILE_ERRORS
 from kiln.metrics import canary as canary_metrics
@@ -163,7 +164,7 @@ class DeploymentController:
         try:
             md = ModelDeployment.model_validate(raw)
         except ValidationError as e:
-            await self._stall(raw, "InvalidSpec", _validation_message(e), now)
+            await self._stall(raw, "InvalidSpec", validation_message(e), now)
             return None
         self.models[key] = md.spec.model
 
@@ -346,14 +347,6 @@ def _with_analysis(
     from dataclasses import replace
 
     return replace(observations, analysis=dict(results))
-
-
-def _validation_message(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:5]:
-        location = ".".join(str(p) for p in item["loc"])
-        parts.append(f"{location}: {item['msg']}" if location else item["msg"])
-    return "; ".join(parts)
 
 
 # -- kopf wiring -------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from kiln.handlers.datasets import DatasetProbe
 from kiln.handlers.registry import register_run
 from kiln.k8s.client import PODS, TRAINING_JOBS, ApiError, KubeClient
 from kiln.k8s.events import EventPoster
+from kiln.k8s.validation import validation_message
 from kiln.k8s.workqueue import WorkQueue, run_workers
 from kiln.settings import OperatorSettings
 
@@ -284,7 +285,7 @@ class TrainingController:
         try:
             job = TrainingJob.model_validate(raw)
         except ValidationError as e:
-            await self._stall(raw, tj.INVALID_SPEC, _validation_message(e), now)
+            await self._stall(raw, tj.INVALID_SPEC, validation_message(e), now)
             return None
 
         observed_digest = await self._poll_dataset(key, job)
@@ -475,14 +476,6 @@ class TrainingController:
             return None
         self._next_poll[key] = time.monotonic() + triggers.dataset_change.poll_interval_seconds
         return await self.datasets.digest(job)
-
-
-def _validation_message(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:5]:
-        location = ".".join(str(p) for p in item.get("loc", ()))
-        parts.append(f"{location}: {item.get('msg', '')}")
-    return "; ".join(parts)
 
 
 # --- kopf glue --------------------------------------------------------------------------
