@@ -59,6 +59,7 @@ RETRY_ANNOTATION = "kiln.dev/retry"
 COMMAND_ANNOTATIONS = (PAUSED_ANNOTATION, PROMOTE_ANNOTATION, ABORT_ANNOTATION, RETRY_ANNOTATION)
 
 # Load failures kiln-serve reports that no retry can fix.
+RETRY_HINT = ". Retry with `kiln resume` (kiln.dev/retry), a spec change or a newer version"
 FATAL_LOAD_REASONS = ("IntegrityError", "UntrustedArtifact", "ModelError", "ArtifactError")
 
 WAIT_FOR_PODS_SECONDS = 2.0
@@ -284,7 +285,6 @@ class _Machine:
         self.requeue: float | None = None
         self.plan: an.AnalysisPlan | None = None
         self.condition: tuple[str, str, str] = ("ready", "Serving", "")
-        self.just_failed = False
 
     # -- helpers -----------------------------------------------------------------------
     def event(self, type_: EventType, reason: str, message: str) -> None:
@@ -405,11 +405,12 @@ class _Machine:
         if st.phase not in ("RolledBack", "Failed"):
             st.phase = "Failed"
         reason = st.reason or "RolledBack"
-        if not self.just_failed:
+        # The message written at rollback time says why; later passes keep it, so the
+        # cause (a failed check, a digest mismatch…) stays visible for as long as we hold.
+        if not st.message or not st.message.startswith(f"{st.failed_version} "):
             st.message = (
                 f"{st.failed_version} {st.phase} ({reason}); stable stays on "
-                f"{st.stable_version}. Retry with `kiln resume` (kiln.dev/retry), a spec "
-                "change or a newer version."
+                f"{st.stable_version}{RETRY_HINT}"
             )
         self.condition = ("stalled", reason, st.message or "")
         self.wake(STALLED_RESYNC_SECONDS)
@@ -679,9 +680,9 @@ class _Machine:
         self.end_canary()
         st.phase = phase
         st.reason = reason
-        st.message = f"{version} {phase}: {message}; stable stays on {st.stable_version}"
-        self.event("Warning", reason, st.message)
-        self.just_failed = True
+        why = f"{version} {phase}: {message}; stable stays on {st.stable_version}"
+        st.message = why + RETRY_HINT
+        self.event("Warning", reason, why)
 
     # -- result --------------------------------------------------------------------------
     def decision(self) -> Decision:

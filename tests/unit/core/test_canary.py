@@ -501,6 +501,14 @@ def test_canary_that_cannot_load_fails_with_integrity_error() -> None:
     assert conditions(st)["Stalled"] == ("True", "IntegrityError")
     assert "IntegrityError" in reasons(d)
 
+    # Later passes hold on stable and keep saying why, with the way out.
+    r.tick(60)
+    r.tick(60)
+    held = r.status
+    assert held.phase == "Failed" and "IntegrityError: x" in (held.message or "")
+    assert "kiln resume" in (held.message or "")
+    assert conditions(held)["Stalled"][1] == "IntegrityError"
+
 
 def test_failure_of_an_older_canary_version_is_not_blamed_on_the_new_one() -> None:
     r = Rollout(spec(), serving_v1())
