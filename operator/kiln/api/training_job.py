@@ -487,7 +487,15 @@ class TrainingJobStatus(KilnModel):
         description="Last observed dataset digest or ETag (for the dataset-change trigger).",
     )
     last_schedule_time: datetime | None = Field(
-        default=None, description="Last time the cron schedule started a run."
+        default=None,
+        description="Last cron time handled: a run started, or was skipped "
+        "(concurrencyPolicy Forbid, suspend).",
+    )
+    trained_spec_hash: str | None = Field(
+        default=None,
+        max_length=MAX_SHORT_TEXT,
+        description="Hash of the spec, triggers excluded, that the newest run trained with: "
+        "editing only spec.triggers (schedule, suspend…) starts no run.",
     )
     runs: list[RunRecord] = Field(
         default_factory=list,

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from kiln.api.common import Condition
 from kiln.api.training_job import RunRecord, TrainingJob, TrainingJobStatus
 from kiln.core import conditions as cond
+from kiln.core.lineage import params_hash
 from kiln.core.schedule import (
     active_runs,
     check_schedule,
@@ -52,11 +53,23 @@ class TriggerPlan:
     observed_generation: int | None = None
     # Set when a `kiln.dev/retrain` request was consumed: the value to record as handled.
     retrain_handled: str | None = None
+    # The training spec hash to record (see `training_spec_hash`).
+    trained_spec_hash: str | None = None
     # When the triggers need a look again (the next cron time).
     next_check: datetime | None = None
     events: list[tuple[str, str]] = field(default_factory=list)
     # A spec the operator cannot act on (bad cron): Stalled with this message.
     stalled: str | None = None
+
+
+def training_spec_hash(job: TrainingJob) -> str:
+    """What a run trains with: the whole spec but its triggers.
+
+    A generation bump that leaves this unchanged (a new schedule, suspend on or off) is not
+    a reason to retrain, as editing a CronJob's schedule does not run its Job.
+    """
+    spec = job.spec.model_dump(mode="json", by_alias=True, exclude={"triggers"})
+    return params_hash(spec)
 
 
 def plan_triggers(
@@ -103,7 +116,12 @@ def plan_triggers(
         retrain_handled = retrain
 
     first_run = status.run == 0 and not status.runs
-    spec_changed = not first_run and generation is not None and observed_generation != generation
+    spec_hash = training_spec_hash(job)
+    generation_moved = generation is not None and observed_generation != generation
+    trained = status.trained_spec_hash
+    spec_changed = not first_run and generation_moved and trained != spec_hash
+    if generation_moved and not first_run and not spec_changed:
+        observed_generation = generation  # only the triggers changed: nothing to train
 
     start: str | None = None
     cancel: list[int] = []
@@ -130,6 +148,7 @@ def plan_triggers(
     return TriggerPlan(
         start=start,
         cancel=cancel,
+        trained_spec_hash=spec_hash if start is not None else trained,
         last_schedule_time=last_schedule,
         dataset_digest=digest,
         observed_generation=observed_generation,
@@ -229,6 +248,7 @@ def summarize(
         or previous.model_version,
         dataset_digest=plan.dataset_digest if plan else previous.dataset_digest,
         last_schedule_time=plan.last_schedule_time if plan else previous.last_schedule_time,
+        trained_spec_hash=plan.trained_spec_hash if plan else previous.trained_spec_hash,
         runs=runs,
         conditions=conditions,
     )

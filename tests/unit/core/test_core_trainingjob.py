@@ -74,6 +74,59 @@ def test_a_spec_change_starts_a_run_after_the_active_one_under_forbid() -> None:
     assert (plan.start, plan.observed_generation) == ("spec", 2)
 
 
+def test_the_first_run_records_the_spec_it_trains() -> None:
+    plan = t.plan_triggers(job(), T0)
+    assert plan.trained_spec_hash == t.training_spec_hash(job())
+    status = t.summarize(job(), [t.new_run(job().status, "create", T0)], T0, plan=plan)
+    assert status.trained_spec_hash == plan.trained_spec_hash
+
+
+def test_editing_only_the_triggers_starts_no_run() -> None:
+    before = job(triggers={"schedule": "@daily"})
+    trained = t.training_spec_hash(before)
+    for triggers in ({"schedule": "@hourly"}, {"schedule": "@daily", "suspend": True}, None):
+        edited = job(
+            {
+                "run": 1,
+                "observedGeneration": 1,
+                "trainedSpecHash": trained,
+                "runs": [run(1, "Succeeded")],
+            },
+            triggers=triggers,
+            generation=2,
+        )
+        assert t.training_spec_hash(edited) == trained
+        plan = t.plan_triggers(edited, T0)
+        assert plan.start is None, triggers
+        assert plan.observed_generation == 2  # seen, and nothing to do
+        assert plan.trained_spec_hash == trained and plan.events == []
+
+
+def test_a_training_change_made_while_suspended_runs_when_resumed() -> None:
+    suspended = job(
+        {"run": 1, "observedGeneration": 1, "runs": [run(1, "Succeeded")]},
+        triggers={"suspend": True},
+        generation=2,
+    )
+    # What run 1 trained differs from the spec now: it was edited while suspended.
+    suspended.status.trained_spec_hash = "sha256:older"
+    plan = t.plan_triggers(suspended, T0)
+    assert plan.start is None and plan.events[0][0] == t.SKIPPED
+    assert plan.trained_spec_hash == "sha256:older"
+    resumed = job(
+        {
+            "run": 1,
+            "observedGeneration": 2,
+            "trainedSpecHash": "sha256:older",
+            "runs": [run(1, "Succeeded")],
+        },
+        triggers={"suspend": False},
+        generation=3,
+    )
+    plan = t.plan_triggers(resumed, T0)
+    assert plan.start == "spec" and plan.trained_spec_hash == t.training_spec_hash(resumed)
+
+
 def test_replace_cancels_the_active_run() -> None:
     busy = job(
         {"run": 1, "observedGeneration": 1, "runs": [run(1, "Running")]},
