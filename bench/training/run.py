@@ -104,9 +104,14 @@ def gated_pod(name: str) -> dict[str, Any]:
 
 
 async def watch_pods(
-    client: KubeClient, namespace: str, seen: dict[str, float], stop: asyncio.Event
+    client: KubeClient,
+    namespace: str,
+    seen: dict[str, float],
+    stop: asyncio.Event,
+    phases: dict[tuple[str, str], float] | None = None,
 ) -> None:
-    """Record when each pod is first seen (ADDED) on a watch of the namespace."""
+    """Record when each pod is first seen (ADDED) on a watch of the namespace, and when
+    each of its phases (Pending, Running, Succeeded…) is first seen."""
     session = client._get_session()
     headers = {"Authorization": client.credentials.authorization() or ""}
     url = client.credentials.server + PODS.path(namespace)
@@ -120,7 +125,11 @@ async def watch_pods(
                 return
             event = json.loads(line)
             name = event["object"]["metadata"]["name"]
-            seen.setdefault(name, time.perf_counter())
+            now = time.perf_counter()
+            seen.setdefault(name, now)
+            if phases is not None:
+                phase = (event["object"].get("status") or {}).get("phase", "")
+                phases.setdefault((name, phase), now)
 
 
 async def burst(client: KubeClient, namespace: str, jobs: int, dataset: str, pid: int) -> None:
@@ -184,30 +193,58 @@ async def burst(client: KubeClient, namespace: str, jobs: int, dataset: str, pid
     )
 
 
+STAGES = (
+    ("TrainingJob POST -> Pod exists", "created", "pod"),
+    ("Pod exists -> Running (node agent starts it)", "pod", "running"),
+    ("Running -> Succeeded seen (trainer process)", "running", "succeeded"),
+    ("Succeeded -> ModelVersion exists", "succeeded", "version"),
+    ("ModelVersion exists -> Approved", "version", "approved"),
+)
+
+
 async def end_to_end(client: KubeClient, namespace: str, runs: int, dataset: str) -> None:
+    """Iris runs one after another: the total, and where the time goes."""
+    seen: dict[str, float] = {}
+    phases: dict[tuple[str, str], float] = {}
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_pods(client, namespace, seen, stop, phases))
+    await asyncio.sleep(0.5)
     overheads, totals, fits = [], [], []
+    stages: dict[str, list[float]] = {label: [] for label, _, _ in STAGES}
+    trainer_phases: dict[str, list[float]] = {}
     for i in range(runs):
         name = f"iris{i}"
-        start = time.perf_counter()
+        pod_name = f"{name}-1-1"
+        marks = {"created": time.perf_counter()}
         await client.create(TRAINING_JOBS, namespace, job(name, dataset, runnable=True))
-        approved = None
-        while approved is None and time.perf_counter() - start < 180:
+        while "approved" not in marks and time.perf_counter() - marks["created"] < 180:
             items = await client.list(MODEL_VERSIONS, namespace, labels={"kiln.dev/run": "1"})
             for mv in items:
-                source = mv["spec"].get("source") or {}
-                state = (mv.get("status") or {}).get("approval", {}).get("state")
-                if source.get("name") == name and state == "Approved":
-                    approved = time.perf_counter()
-            await asyncio.sleep(0.05)
-        if approved is None:
+                if (mv["spec"].get("source") or {}).get("name") != name:
+                    continue
+                marks.setdefault("version", time.perf_counter())
+                if (mv.get("status") or {}).get("approval", {}).get("state") == "Approved":
+                    marks["approved"] = time.perf_counter()
+            await asyncio.sleep(0.02)
+        if "approved" not in marks:
             print(f"{name}: no Approved ModelVersion within 180 s")
             continue
-        pod = await client.get(PODS, namespace, f"{name}-1-1")
+        marks["pod"] = seen.get(pod_name, float("nan"))
+        marks["running"] = phases.get((pod_name, "Running"), float("nan"))
+        marks["succeeded"] = phases.get((pod_name, "Succeeded"), float("nan"))
+        pod = await client.get(PODS, namespace, pod_name)
         message = pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
-        fit = float(json.loads(message).get("durationSeconds", {}).get("fit", 0.0))
-        totals.append(approved - start)
+        durations = json.loads(message).get("durationSeconds", {})
+        for phase, seconds in durations.items():
+            trainer_phases.setdefault(phase, []).append(float(seconds))
+        fit = float(durations.get("fit", 0.0))
+        totals.append(marks["approved"] - marks["created"])
         fits.append(fit)
-        overheads.append(approved - start - fit)
+        overheads.append(marks["approved"] - marks["created"] - fit)
+        for label, start, end in STAGES:
+            stages[label].append(marks[end] - marks[start])
+    stop.set()
+    watcher.cancel()
     print(f"\n== apply -> Approved ModelVersion, {len(totals)} iris runs one after another ==")
     print(f"total    : median {statistics.median(totals):.2f} s   max {max(totals):.2f} s")
     print(f"fit      : median {statistics.median(fits):.3f} s")
@@ -215,6 +252,11 @@ async def end_to_end(client: KubeClient, namespace: str, runs: int, dataset: str
         f"minus fit: median {statistics.median(overheads):.2f} s   "
         f"max {max(overheads):.2f} s   (includes the trainer process start and imports)"
     )
+    print("where it goes (median of the runs):")
+    for label, values in stages.items():
+        print(f"  {label:<46} {statistics.median(values):6.2f} s")
+    inside = " ".join(f"{k} {statistics.median(v):.2f}" for k, v in trainer_phases.items())
+    print(f"  trainer's own phases (s): {inside}; the rest of Running is start-up and imports")
 
 
 async def main_async(args: argparse.Namespace, env: dict[str, str]) -> None:

@@ -19,12 +19,33 @@ from kiln.settings import OperatorSettings
 _RUN_OPTIONS: dict[str, bool] = {"standalone": False}
 
 
+class NoDiffBaseStorage(kopf.DiffBaseStorage):
+    """No last-handled state: Kiln's handlers are all `on.event` (watch → work queue).
+
+    kopf builds a deep copy of every watched object on every event to diff it against the
+    last handled one, which only change handlers (`on.create/update/resume`) use. Under a
+    burst of events that copying was most of the operator's CPU, so it is skipped.
+    """
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: Any) -> Any:
+        return None
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        return None
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kiln.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="kiln.dev", key="last-handled-configuration"
-    )
+    if kopf.get_default_registry()._changing.get_all_handlers():
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix="kiln.dev", key="last-handled-configuration"
+        )
+    else:
+        settings.persistence.diffbase_storage = NoDiffBaseStorage()
     # Kiln posts its own Events on phase changes; kopf's per-handler success events would
     # double the API writes per object.
     settings.posting.level = logging.WARNING
@@ -32,7 +53,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 30
     # Pods, ModelVersions and Deployments are created by create-and-check, so a retried
     # handler never duplicates them; errors are retried with back-off, not forever fast.
-    settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+    settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
     # Leader safety: without the peering object kopf would silently run unguarded, and two
     # replicas started by mistake would both act; refuse to run instead. kopf applies
     # `mandatory` even in standalone mode, so --standalone must switch it off.
@@ -52,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = OperatorSettings.from_env()
     kopf.configure(verbose=False)
+    # kopf logs "Handler '…' succeeded" for every watch event; Kiln's handlers only enqueue,
+    # and the reconcilers log what they do with the object's reference. Failures still show.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),
