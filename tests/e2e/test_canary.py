@@ -171,7 +171,9 @@ def create_version(
     )
 
 
-def create_deployment(kube: Kube, namespace: str, **canary: Any) -> None:
+def create_deployment(
+    kube: Kube, namespace: str, *, spec: dict[str, Any] | None = None, **canary: Any
+) -> None:
     custom(kube).create_namespaced_custom_object(
         GROUP,
         VERSION,
@@ -196,6 +198,7 @@ def create_deployment(kube: Kube, namespace: str, **canary: Any) -> None:
                     "builtinChecks": {"latency": {"quantile": 0.99, "maxSeconds": 0.05}},
                     **canary,
                 },
+                **(spec or {}),
             },
         },
     )
@@ -465,3 +468,75 @@ def test_prometheus_outage_pauses_as_inconclusive_and_resumes(
             never=lambda s: s.get("phase") in ("RolledBack", "Failed"),
         )
     assert final["analysis"][-1]["outcome"] == "Successful"
+
+
+HTTP_ROUTE_CRD = ROOT / "tests/data/crds/gateway.networking.k8s.io_httproutes.yaml"
+
+
+def route_weights(kube: Kube, namespace: str) -> tuple[int, int] | None:
+    try:
+        route = custom(kube).get_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", namespace, "httproutes", "iris"
+        )
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    weights = {b["name"]: b.get("weight", 1) for b in route["spec"]["rules"][0]["backendRefs"]}
+    return weights["iris-stable"], weights["iris-canary"]
+
+
+def test_gateway_mode_moves_exact_httproute_weights_through_the_steps(
+    kube: Kube, namespace: str, operator: Path, artifacts: dict[str, Artifact]
+) -> None:
+    """The HTTPRoute, accepted by the real Gateway API CRD (its schema and CEL rules), has
+    exactly each step's weights. The dev cluster has no gateway data plane, so the test
+    sends traffic to both per-track Services itself; the split is the gateway's job."""
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(HTTP_ROUTE_CRD))
+    kube.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/httproutes.gateway.networking.k8s.io",
+        "--timeout=60s",
+    )
+    gateway = {"gateway": {"httpRoute": {"parentRefs": [{"name": "public"}]}}}
+    create_version(kube, namespace, 1, artifacts["v1"])
+    create_deployment(kube, namespace, spec=gateway, steps=[10, 50], intervalSeconds=8)
+    serving(kube, namespace)
+    assert route_weights(kube, namespace) == (100, 0)
+
+    seen: list[tuple[int, int]] = []
+    watching = threading.Event()
+
+    def record() -> None:
+        while not watching.is_set():
+            weights = route_weights(kube, namespace)
+            if weights is not None and (not seen or seen[-1] != weights):
+                seen.append(weights)
+            watching.wait(0.3)
+
+    recorder = threading.Thread(target=record, daemon=True)
+    recorder.start()
+    stable = kube.core.read_namespaced_service("iris-stable", namespace).spec.cluster_ip
+    canary = kube.core.read_namespaced_service("iris-canary", namespace).spec.cluster_ip
+    try:
+        with load(f"http://{stable}:80", rate=20), load(f"http://{canary}:80", rate=20):
+            create_version(kube, namespace, 2, artifacts["v2"])
+            final = wait_status(
+                kube,
+                namespace,
+                lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == "iris-v2",
+                180,
+                "iris-v2 promoted through the HTTPRoute steps",
+                never=lambda s: s.get("phase") in ("RolledBack", "Failed"),
+            )
+    finally:
+        watching.set()
+        recorder.join(timeout=5)
+    # Exact weights, each step in order, then everything on the promoted stable track.
+    assert seen[0] == (100, 0) and (90, 10) in seen and (50, 50) in seen, seen
+    assert seen.index((90, 10)) < seen.index((50, 50)), seen
+    assert set(seen) <= {(100, 0), (90, 10), (50, 50)}, seen
+    assert route_weights(kube, namespace) == (100, 0)
+    assert stable_template_version(kube, namespace) == "iris-v2"
+    assert any(a["outcome"] == "Successful" for a in final["analysis"])
