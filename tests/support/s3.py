@@ -92,9 +92,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def weed_command(weed: str, data_dir: Path, s3_config: Path, s3_port: int) -> list[str]:
-    ports = {name: free_port() for name in ("master", "volume", "filer")}
-    grpc = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+def weed_ports() -> dict[str, int]:
+    """Free ports for every SeaweedFS listener but S3's own (HTTP and gRPC)."""
+    names = ["master", "volume", "filer"]
+    return {name: free_port() for name in [*names, *(f"{n}-grpc" for n in [*names, "s3"])]}
+
+
+def local_sockets(ports: list[int]) -> list[Path]:
+    """The unix sockets SeaweedFS leaves in /tmp (`/tmp/seaweedfs-<what>-<port>.sock`, a
+    path it does not let us move) for these ports."""
+    found: list[Path] = []
+    for port in ports:
+        found += Path("/tmp").glob(f"seaweedfs-*-{port}.sock")
+    return found
+
+
+def weed_command(
+    weed: str, data_dir: Path, s3_config: Path, s3_port: int, ports: dict[str, int] | None = None
+) -> list[str]:
+    ports = ports or weed_ports()
+    grpc = {name: ports[f"{name}-grpc"] for name in ("master", "volume", "filer", "s3")}
     return [
         weed,
         "server",
@@ -142,9 +159,10 @@ def running_seaweedfs(workdir: Path, startup_timeout: float = 90.0) -> Iterator[
     s3_port = free_port()
     log_path = workdir / "weed.log"
     server = SeaweedS3(f"http://{LOOPBACK}:{s3_port}", access_key, secret_key, data_dir, log_path)
+    ports = weed_ports()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            weed_command(find_weed(), data_dir, s3_config, s3_port),
+            weed_command(find_weed(), data_dir, s3_config, s3_port, ports),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=workdir,
@@ -155,6 +173,8 @@ def running_seaweedfs(workdir: Path, startup_timeout: float = 90.0) -> Iterator[
             yield server
         finally:
             _stop(process)
+            for path in local_sockets([s3_port, *ports.values()]):
+                path.unlink(missing_ok=True)
 
 
 def _wait_ready(server: SeaweedS3, process: subprocess.Popen[bytes], timeout: float) -> None:
