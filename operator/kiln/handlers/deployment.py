@@ -11,7 +11,6 @@ one-shot command annotations removed, status written, Events posted, metrics upd
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -31,7 +30,7 @@ from kiln.core.registry import latest_approved
 from kiln.k8s.client import MODEL_VERSIONS, PODS, ApiError, KubeClient, Resource
 from kiln.k8s.events import post_event
 from kiln.k8s.validation import validation_message
-from kiln.k8s.workqueue import WorkQueue, run_workers
+from kiln.k8s.workqueue import WorkQueue, run_workers, stop_workers
 from kiln.metrics import RECONCILE_DURATION, RECONCILE_ERRORS
 from kiln.metrics import canary as canary_metrics
 from kiln.metrics.prometheus_query import PrometheusClient
@@ -374,12 +373,7 @@ async def stop_deployment_controller(**_: Any) -> None:
     global _controller
     if _controller is None:
         return
-    _controller.queue.shutdown()
-    for task in _tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    _tasks.clear()
+    await stop_workers(_controller.queue, _tasks)
     await _controller.client.close()
     await _controller.prometheus.close()
     _controller = None

@@ -17,7 +17,6 @@ thousands of jobs without a task per job.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -56,7 +55,7 @@ from kiln.handlers.registry import register_run
 from kiln.k8s.client import PODS, TRAINING_JOBS, ApiError, KubeClient
 from kiln.k8s.events import EventPoster
 from kiln.k8s.validation import validation_message
-from kiln.k8s.workqueue import WorkQueue, run_workers
+from kiln.k8s.workqueue import WorkQueue, run_workers, stop_workers
 from kiln.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -506,14 +505,9 @@ async def stop_training_controller(**_: Any) -> None:
     global _controller
     if _controller is None:
         return
-    _controller.queue.shutdown()
+    await stop_workers(_controller.queue, _tasks)
     if _controller.events is not None:
         await _controller.events.close()
-    for task in _tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    _tasks.clear()
     await _controller.client.close()
     _controller = None
 

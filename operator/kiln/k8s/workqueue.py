@@ -181,3 +181,13 @@ async def run_workers(
                 queue.add_after(key, delay)
 
     await asyncio.gather(*(worker() for _ in range(workers)))
+
+
+async def stop_workers(queue: WorkQueue[K], tasks: list[asyncio.Task[None]]) -> None:
+    """Shut the queue down and wait for the worker tasks to end (at operator cleanup)."""
+    queue.shutdown()
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    tasks.clear()
