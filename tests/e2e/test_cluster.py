@@ -22,6 +22,9 @@ from tests.support.k8s import (
     wait_pod_done,
 )
 
+from kiln.devcluster import config
+from kiln.devcluster.nodeagent import cgroups
+
 pytestmark = pytest.mark.e2e
 
 HELLO_SERVER = textwrap.dedent(
@@ -196,6 +199,47 @@ def test_never_pods_report_success_with_message_and_failure_with_exit_code(
     terminated = failed.status.container_statuses[0].state.terminated
     assert terminated.exit_code == 3
     assert terminated.reason == "Error"
+
+
+def test_memory_limit_is_enforced_and_an_oom_kill_is_reported(kube: Kube, namespace: str) -> None:
+    limits = {"limits": {"memory": "64Mi"}}
+    # ~300 MB, every page written: far beyond the limit, far below this machine's memory.
+    hog = python_container(
+        "main", "data = b'x' * (300 << 20); print('allocated', len(data))", resources=limits
+    )
+    fits = python_container(
+        "main",
+        "data = b'x' * (16 << 20); open('/dev/termination-log', 'w').write(str(len(data)))",
+        resources=limits,
+    )
+    if kube.local:
+        node = kube.core.read_node(config.NODE_NAME)
+        annotations = node.metadata.annotations or {}
+        assert annotations.get("kiln.dev/memory-limits") == "enforced", annotations
+    kube.core.create_namespaced_pod(namespace, pod_manifest("hog", [hog]))
+    kube.core.create_namespaced_pod(namespace, pod_manifest("fits", [fits]))
+
+    killed = wait_pod_done(kube.core, namespace, "hog", timeout=90)
+    assert killed.status.phase == "Failed"
+    terminated = killed.status.container_statuses[0].state.terminated
+    assert (terminated.reason, terminated.exit_code) == ("OOMKilled", 137), terminated
+    assert "allocated" not in kube.kubectl("logs", "-n", namespace, "hog").stdout
+
+    done = wait_pod_done(kube.core, namespace, "fits", timeout=90)
+    assert done.status.phase == "Succeeded", done.status.container_statuses[0].state
+    terminated = done.status.container_statuses[0].state.terminated
+    assert (terminated.reason, terminated.exit_code) == ("Completed", 0)
+    assert termination_message(done) == str(16 << 20)
+
+    if kube.local:
+        # The node's cgroup tree exists; a finished pod's cgroups are removed.
+        (root,) = cgroups.node_roots(config.BRIDGE)
+        for pod in (killed, done):
+            wait_for(
+                lambda uid=pod.metadata.uid: not (root / uid).exists(),
+                30,
+                f"the cgroups of {pod.metadata.name} to be removed",
+            )
 
 
 def test_volumes_and_downward_api_reach_the_process(kube: Kube, namespace: str) -> None:

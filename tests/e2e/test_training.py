@@ -361,6 +361,26 @@ def test_active_deadline_is_enforced(kube: Kube, ns: str, datasets: dict[str, st
     wait_for(stopped, 60, "the slow pod to be stopped")
 
 
+def test_trainer_over_its_memory_limit_fails_as_out_of_memory(
+    kube: Kube, ns: str, datasets: dict[str, str]
+) -> None:
+    body = training_job(
+        "hungry",
+        datasets["iris.csv"],
+        backoffLimit=0,
+        resources={"limits": {"memory": "64Mi"}},
+    )
+    # The real trainer: importing scikit-learn, SciPy and pandas alone needs more than 64Mi.
+    create(kube, ns, body)
+    job = wait_phase(kube, ns, "hungry", "Failed", 90)
+    ready = condition(job, "Ready")
+    assert ready is not None and ready["reason"] == "BackoffLimitExceeded"
+    assert "OOMKilled" in ready["message"], ready["message"]
+    (pod,) = training_pods(kube, ns)
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert (terminated.reason, terminated.exit_code) == ("OOMKilled", 137)
+
+
 def test_pod_deleted_from_outside_counts_as_a_failed_attempt(
     kube: Kube, ns: str, datasets: dict[str, str]
 ) -> None:

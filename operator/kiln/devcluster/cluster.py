@@ -4,7 +4,7 @@ Order of `up`: certificates -> host network -> etcd -> kube-apiserver -> bootstr
 -> controller-manager, scheduler, node agent, kube-proxy -> Prometheus, SeaweedFS -> wait
 for a Ready node and the default ServiceAccount. Every step is timed and printed.
 `up` on a healthy cluster does nothing; `down` removes every process, network namespace,
-bridge, mount and file the cluster made.
+bridge, memory cgroup, mount and file the cluster made.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 
 from kiln.devcluster import components, config, hostnet, pki, process, services
 from kiln.devcluster.config import ClusterPaths
+from kiln.devcluster.nodeagent import cgroups
 
 
 class ClusterError(RuntimeError):
@@ -285,7 +286,12 @@ class Cluster:
         shutil.rmtree(self.paths.root, ignore_errors=True)
         if not quiet:
             _say(f"kiln dev cluster is down ({time.monotonic() - start:.1f} s)")
-        left = hostnet.leftovers() + self._mounts_under(self.paths.root) + self._processes()
+        left = (
+            hostnet.leftovers()
+            + self._cgroups()
+            + self._mounts_under(self.paths.root)
+            + self._processes()
+        )
         if left:
             raise ClusterError("left behind after down: " + ", ".join(left))
 
@@ -434,6 +440,11 @@ class Cluster:
             if any(m in cmdline for m in markers):
                 found.append(f"process {proc.name} ({cmdline[:80]})")
         return found
+
+    @staticmethod
+    def _cgroups() -> list[str]:
+        """The node's memory cgroup trees (`kiln/<bridge>`), in any cgroup hierarchy."""
+        return [f"cgroup {root}" for root in cgroups.node_roots(config.BRIDGE)]
 
     @staticmethod
     def _mounts_under(root: Path) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from kiln.devcluster.nodeagent import network, procscan
+from kiln.devcluster.nodeagent import cgroups, network, procscan
 from kiln.devcluster.nodeagent.cleanup import cleanup
 from kiln.devcluster.nodeagent.containers import (
     ContainerDir,
@@ -208,16 +208,78 @@ def test_container_outlives_the_monitor_fork_server(
     assert json.loads(first.exit.read_text())["signal"] == signal.SIGTERM
 
 
+HOG = """
+import sys
+print(open("/proc/self/cgroup").read(), flush=True)
+data = b"x" * (int(sys.argv[1]) << 20)
+print("allocated", len(data) >> 20, flush=True)
+"""
+
+
+def test_memory_limit_binds_the_program_and_oom_kills_are_counted(
+    tmp_path: Path, pod_network: network.PodNetwork
+) -> None:
+    memory = cgroups.MemoryCgroups.setup(BRIDGE)
+    limit = 64 << 20
+
+    async def run(name: str, megabytes: int) -> tuple[dict[str, Any], Path, str]:
+        directory = ContainerDir(tmp_path / "pods" / POD_UID / "containers" / name)
+        directory.prepare_attempt()
+        cgroup = memory.create(POD_UID, name, 1, limit)
+        spec = spec_for(["python3", "-c", HOG, str(megabytes)], pod_network, cgroup=str(cgroup))
+        attempt = await start_attempt(directory, spec)
+        await asyncio.wait_for(attempt.exited.wait(), 30)
+        return json.loads(directory.exit.read_text()), cgroup, directory.log.read_text()
+
+    hog, hog_cgroup, hog_log = asyncio.run(run("hog", 300))
+    fits, fits_cgroup, fits_log = asyncio.run(run("fits", 16))
+
+    # The program itself (not just the monitor's child before exec) runs in the cgroup.
+    relative = "/" + str(hog_cgroup.relative_to(memory.hierarchy.mount))
+    assert relative in hog_log, hog_log
+    limit_file = "memory.limit_in_bytes" if memory.hierarchy.version == 1 else "memory.max"
+    assert int((hog_cgroup / limit_file).read_text()) == limit
+    assert (hog["exitCode"], hog.get("signal")) == (137, signal.SIGKILL), hog_log
+    assert "allocated" not in hog_log
+    assert cgroups.oom_kills(hog_cgroup) == 1
+
+    assert fits["exitCode"] == 0, fits_log
+    assert "allocated 16" in fits_log
+    assert cgroups.oom_kills(fits_cgroup) == 0
+
+    assert cgroups.remove_empty(hog_cgroup) and not hog_cgroup.exists()
+
+
+def test_no_memory_controller_means_limits_are_unenforced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host whose only cgroup mount lacks `memory` (as this hybrid host's unified mount)."""
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+        "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+    )
+    monkeypatch.setattr(cgroups, "MOUNTINFO", mountinfo)
+    unified = Path("/sys/fs/cgroup/unified/cgroup.controllers")
+    if unified.exists():
+        assert "memory" not in unified.read_text().split()
+    with pytest.raises(cgroups.CgroupUnavailable, match="no memory cgroup controller"):
+        cgroups.MemoryCgroups.setup(BRIDGE)
+    assert cgroups.node_roots(BRIDGE) == []
+
+
 def test_cleanup_after_agent_sigkill_leaves_nothing(tmp_path: Path) -> None:
-    """The agent dies hard; `cleanup` must still remove processes, netns, veth, bridge."""
+    """The agent dies hard; `cleanup` must still remove processes, netns, veth, bridge and
+    memory cgroups."""
     network.ensure_bridge(BRIDGE, GATEWAY, CIDR)
     IpamStore(tmp_path / "ipam.json", CIDR, GATEWAY).acquire(POD_UID)
     (tmp_path / "pods" / POD_UID).mkdir(parents=True)
     net = network.setup_pod_network(POD_UID, POD_IP, BRIDGE, GATEWAY, CIDR)
     directory = ContainerDir(tmp_path / "pods" / POD_UID / "containers" / "sleeper")
     directory.prepare_attempt()
+    cgroup = cgroups.MemoryCgroups.setup(BRIDGE).create(POD_UID, "sleeper", 1, 256 << 20)
     # a grandchild in its own session escapes the container's process group
-    spec = spec_for(["sh", "-c", "sleep 300 & setsid sleep 301 & wait"], net)
+    spec = spec_for(["sh", "-c", "sleep 300 & setsid sleep 301 & wait"], net, cgroup=str(cgroup))
     agent_script = (
         "import asyncio, json, sys, time\n"
         "from pathlib import Path\n"
@@ -240,6 +302,7 @@ def test_cleanup_after_agent_sigkill_leaves_nothing(tmp_path: Path) -> None:
     agent.wait()
     inode = network.netns_inode(net.netns)
     assert inode is not None and procscan.pids_in_netns({inode})
+    assert pid in [int(p) for p in (cgroup / "cgroup.procs").read_text().split()]
 
     subprocess.run(
         [sys.executable, "-m", "kiln.devcluster.nodeagent.main", "cleanup",
@@ -256,3 +319,5 @@ def test_cleanup_after_agent_sigkill_leaves_nothing(tmp_path: Path) -> None:
     assert not Path("/sys/class/net", BRIDGE).exists()
     with open("/proc/self/mountinfo") as mounts:
         assert str(tmp_path) not in mounts.read()
+    assert not cgroup.exists()
+    assert cgroups.node_roots(BRIDGE) == []

@@ -7,12 +7,13 @@ import json
 import logging
 import shutil
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from kiln.devcluster.nodeagent import network, procscan
+from kiln.devcluster.nodeagent import cgroups, network, procscan
 from kiln.devcluster.nodeagent.apiclient import ApiError
 from kiln.devcluster.nodeagent.containers import monitor_server
 from kiln.devcluster.nodeagent.context import NodeContext
@@ -59,16 +60,21 @@ class Agent:
             worker.vanish()
 
     def _remove_orphans(self, live_uids: set[str]) -> None:
-        """Pods we hold on disk that the API no longer has: kill and clean up."""
-        if not self.ctx.pods_dir.exists():
-            return
-        for pod_dir in self.ctx.pods_dir.iterdir():
-            if pod_dir.name in live_uids or pod_dir.name in self.workers:
-                continue
-            log.info("removing orphaned pod", extra={"uid": pod_dir.name})
-            remove_pod_leftovers(pod_dir)
-            network.teardown_pod_network(pod_dir.name)
-            self.ctx.ipam.release(pod_dir.name)
+        """Pods we hold on disk (or in cgroups) that the API no longer has: clean up."""
+        memory_roots = [self.ctx.memory.root] if self.ctx.memory is not None else []
+        if self.ctx.pods_dir.exists():
+            for pod_dir in self.ctx.pods_dir.iterdir():
+                if pod_dir.name in live_uids or pod_dir.name in self.workers:
+                    continue
+                log.info("removing orphaned pod", extra={"uid": pod_dir.name})
+                remove_pod_leftovers(pod_dir, memory_roots)
+                network.teardown_pod_network(pod_dir.name)
+                self.ctx.ipam.release(pod_dir.name)
+        for root in memory_roots:
+            for pod_cgroup in root.iterdir() if root.is_dir() else []:
+                if pod_cgroup.is_dir() and pod_cgroup.name not in live_uids | set(self.workers):
+                    log.info("removing orphaned pod cgroup", extra={"uid": pod_cgroup.name})
+                    cgroups.remove_tree(pod_cgroup)
 
     async def _list(self) -> str:
         listed = await self.ctx.api.get(
@@ -149,8 +155,9 @@ class Agent:
         monitors.close()
 
 
-def remove_pod_leftovers(pod_dir: Path) -> None:
-    """Kill every monitor and container process recorded under a pod dir, then delete it."""
+def remove_pod_leftovers(pod_dir: Path, memory_roots: Sequence[Path] = ()) -> None:
+    """Kill every monitor and container process recorded under a pod dir, then delete it
+    and the pod's memory cgroups under `memory_roots`."""
     pids: list[int] = []
     for state_file in pod_dir.glob("containers/*/state.json"):
         try:
@@ -167,4 +174,6 @@ def remove_pod_leftovers(pod_dir: Path) -> None:
         pids += procscan.pids_in_netns({inode})
     procscan.kill_all(pids)
     procscan.wait_gone(pids, 5.0)
+    for root in memory_roots:
+        cgroups.remove_tree(root / pod_dir.name)
     shutil.rmtree(pod_dir, ignore_errors=True)

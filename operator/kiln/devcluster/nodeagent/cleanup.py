@@ -3,7 +3,8 @@
 Works from what is on disk and in the kernel, so it also cleans up after an agent that
 was SIGKILLed: container monitors and processes, every process inside one of our network
 namespaces, the namespaces themselves (their veths go with them), leftover veths on the
-bridge, the bridge, and any mount under the state dir.
+bridge, the bridge, the node's memory cgroups (`kiln/<bridge>` in each cgroup
+hierarchy) and any mount under the state dir.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from kiln.devcluster.config import GATEWAY_IP, POD_CIDR
-from kiln.devcluster.nodeagent import network, procscan
+from kiln.devcluster.nodeagent import cgroups, network, procscan
 from kiln.devcluster.nodeagent.agent import remove_pod_leftovers
 from kiln.devcluster.nodeagent.containers import SHIM
 from kiln.devcluster.nodeagent.ipam import IpamStore
@@ -61,9 +62,10 @@ def cleanup(state_dir: Path, bridge: str) -> None:
     state_dir = state_dir.resolve()
     pods_dir = state_dir / "pods"
     uids = our_pod_uids(state_dir, bridge)
+    memory_roots = cgroups.node_roots(bridge)
     if pods_dir.exists():
         for pod_dir in pods_dir.iterdir():
-            remove_pod_leftovers(pod_dir)
+            remove_pod_leftovers(pod_dir, memory_roots)
     # Monitors whose state files were lost still name their spec under the state dir.
     spec_prefix = str(state_dir) + "/"
     monitors = procscan.pids_with_cmdline(
@@ -77,6 +79,9 @@ def cleanup(state_dir: Path, bridge: str) -> None:
     left = procscan.wait_gone(stray, 5.0)
     if left:
         log.warning("processes survived SIGKILL", extra={"pids": left})
+    left_cgroups = cgroups.remove_node(bridge)  # kills what is still inside them
+    if left_cgroups:
+        log.warning("cgroups not removed", extra={"cgroups": [str(c) for c in left_cgroups]})
     for uid in uids:
         network.teardown_pod_network(uid)
     for port in network.bridge_ports(bridge):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln.devcluster.nodeagent.apiclient import ApiClient, ApiError
+from kiln.devcluster.nodeagent.cgroups import MemoryCgroups
 from kiln.devcluster.nodeagent.images import ImageConfig
 from kiln.devcluster.nodeagent.ipam import IpamStore
 from kiln.devcluster.nodeagent.services import ServiceCache
@@ -72,6 +73,7 @@ class NodeContext:
     mask: list[str]
     allocatable: dict[str, str]
     services: ServiceCache | None = None
+    memory: MemoryCgroups | None = None  # None: memory limits are not enforced on this host
     startup: StartupQueue = field(default_factory=StartupQueue)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 

@@ -12,13 +12,17 @@ from pathlib import Path
 
 import kiln
 from kiln.devcluster import config
-from kiln.devcluster.nodeagent import logsetup, network
+from kiln.devcluster.nodeagent import cgroups, logsetup, network
 from kiln.devcluster.nodeagent.apiclient import ApiClient
 from kiln.devcluster.nodeagent.cleanup import cleanup
 from kiln.devcluster.nodeagent.context import NodeContext
 from kiln.devcluster.nodeagent.images import IMAGE_MAP_PATH, load_image_map
 from kiln.devcluster.nodeagent.logserver import server_ssl_context
-from kiln.devcluster.nodeagent.node import NodeRegistration, node_resources
+from kiln.devcluster.nodeagent.node import (
+    NodeRegistration,
+    memory_limit_annotations,
+    node_resources,
+)
 
 log = logging.getLogger("kiln.devcluster.nodeagent")
 
@@ -102,6 +106,15 @@ async def _run(args: argparse.Namespace) -> None:
     network.ensure_bridge(args.bridge, node_ip, pod_cidr)
     api = ApiClient.from_kubeconfig(args.kubeconfig)
     reachable = runtime_paths()
+    memory: cgroups.MemoryCgroups | None = None
+    try:
+        memory = cgroups.MemoryCgroups.setup(args.bridge)
+        annotations = memory_limit_annotations(memory.description)
+        log.info("memory limits enforced", extra={"cgroup": str(memory.root)})
+    except cgroups.CgroupUnavailable as exc:
+        # Pods still run; the Node's annotations say their limits are not enforced.
+        annotations = memory_limit_annotations(None, str(exc))
+        log.warning("memory limits are not enforced", extra={"reason": str(exc)})
     ctx = NodeContext(
         api=api,
         node_name=args.node_name,
@@ -116,8 +129,11 @@ async def _run(args: argparse.Namespace) -> None:
         expose=under_pod_tmp(reachable),
         mask=mask_dirs([state_dir, args.tls_key.parent, args.kubeconfig.parent], reachable),
         allocatable=node_resources(),
+        memory=memory,
     )
-    registration = NodeRegistration(api, args.node_name, str(node_ip), args.port, str(pod_cidr))
+    registration = NodeRegistration(
+        api, args.node_name, str(node_ip), args.port, str(pod_cidr), annotations
+    )
     ssl_context = server_ssl_context(args.tls_cert, args.tls_key, args.client_ca)
     log.info("node agent starting", extra={"node": args.node_name, "stateDir": str(state_dir)})
     await Agent(ctx, registration).run(args.port, ssl_context)

@@ -19,6 +19,22 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 10.0
 LEASE_DURATION_SECONDS = 40
 MAX_PODS = 110
+# Whether this node enforces `resources.limits.memory` (cgroups): `enforced`/`unenforced`,
+# with the cgroup tree or the reason in the detail annotation.
+MEMORY_LIMITS_ANNOTATION = "kiln.dev/memory-limits"
+MEMORY_LIMITS_DETAIL_ANNOTATION = "kiln.dev/memory-limits-detail"
+
+
+def memory_limit_annotations(
+    enforced_by: str | None, unenforced_reason: str = ""
+) -> dict[str, str]:
+    """The Node's annotations saying whether memory limits are enforced, and how or why not."""
+    if enforced_by:
+        return {MEMORY_LIMITS_ANNOTATION: "enforced", MEMORY_LIMITS_DETAIL_ANNOTATION: enforced_by}
+    return {
+        MEMORY_LIMITS_ANNOTATION: "unenforced",
+        MEMORY_LIMITS_DETAIL_ANNOTATION: unenforced_reason or "no usable memory cgroup",
+    }
 
 
 def memory_kib(meminfo: str) -> int:
@@ -114,12 +130,21 @@ def _os_image() -> str:
 
 
 class NodeRegistration:
-    def __init__(self, api: ApiClient, name: str, node_ip: str, port: int, pod_cidr: str):
+    def __init__(
+        self,
+        api: ApiClient,
+        name: str,
+        node_ip: str,
+        port: int,
+        pod_cidr: str,
+        annotations: Mapping[str, str] | None = None,
+    ):
         self.api = api
         self.name = name
         self.node_ip = node_ip
         self.port = port
         self.pod_cidr = pod_cidr
+        self.annotations = dict(annotations or {})
         self.resources = node_resources()
 
     async def register(self) -> None:
@@ -137,6 +162,7 @@ class NodeRegistration:
                     ]["architecture"],
                     "node.kubernetes.io/instance-type": "kiln-dev",
                 },
+                "annotations": self.annotations,
             },
             "spec": {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]},
         }
@@ -146,6 +172,13 @@ class NodeRegistration:
         except ApiError as exc:
             if exc.status != 409:
                 raise
+            if self.annotations:  # the Node of an earlier agent: say what this one does
+                await self.api.request(
+                    "PATCH",
+                    f"/api/v1/nodes/{self.name}",
+                    body={"metadata": {"annotations": self.annotations}},
+                    content_type="application/merge-patch+json",
+                )
         await self.update_status()
 
     async def update_status(self) -> None:

@@ -47,7 +47,11 @@ class ContainerView:
     started: bool = False
 
 
-def exit_reason(exit_code: int) -> str:
+def exit_reason(exit_code: int, oom_killed: bool = False) -> str:
+    """The terminated reason; `OOMKilled` when the container's cgroup counted an OOM kill
+    during the attempt (as containerd reports it, whatever the exit code)."""
+    if oom_killed:
+        return "OOMKilled"
     return "Completed" if exit_code == 0 else "Error"
 
 

@@ -24,6 +24,7 @@ import aiohttp
 
 from kiln.devcluster.nodeagent import (
     backoff,
+    cgroups,
     envvars,
     images,
     network,
@@ -107,6 +108,7 @@ class ContainerRuntime:
         self.env: dict[str, str] = record.get("env", {})
         self.uid: int = record.get("uid", 0)
         self.gid: int = record.get("gid", 0)
+        self.cgroup: str | None = record.get("cgroup")  # the current attempt's memory cgroup
         self.probe_results: dict[str, bool | None] = {}
         self.probe_tasks: list[asyncio.Task[None]] = []
         self.exit_processed = asyncio.Event()
@@ -123,6 +125,7 @@ class ContainerRuntime:
             "env": self.env,
             "uid": self.uid,
             "gid": self.gid,
+            "cgroup": self.cgroup,
         }
         tmp = self.dir.record.with_suffix(".tmp")
         tmp.write_text(json.dumps(record))
@@ -324,6 +327,7 @@ class PodWorker:
         if status["phase"] in ("Succeeded", "Failed") and not self._any_running():
             self.finished_pod = True
             await self._release_network()
+            await self._remove_cgroups()
         return next_due
 
     def _any_running(self) -> bool:
@@ -555,6 +559,14 @@ class PodWorker:
         except (envvars.EnvError, SecurityError, volume_plans.VolumeError) as exc:
             self._set_waiting(runtime, "CreateContainerConfigError", str(exc))
             return
+        try:
+            cgroup = self._memory_cgroup(runtime, runtime.attempts + 1)
+        except (OSError, ValueError) as exc:
+            # Never run a limited container without its limit: retry like kubelet does.
+            self._set_waiting(runtime, "CreateContainerError", f"memory cgroup: {exc}")
+            return
+        spec["cgroup"] = str(cgroup) if cgroup else None
+        runtime.cgroup = spec["cgroup"]
         runtime.waiting = None
         if runtime.attempts:
             runtime.restart_count += 1
@@ -583,6 +595,14 @@ class PodWorker:
         )
         self._watch(runtime)
         self._start_probes(runtime)
+
+    def _memory_cgroup(self, runtime: ContainerRuntime, attempt: int) -> Path | None:
+        """The attempt's cgroup with the container's memory limit; None when the container
+        has no limit or the node cannot enforce limits (the Node says so)."""
+        limit = cgroups.memory_limit_bytes(runtime.spec)
+        if limit is None or self.ctx.memory is None:
+            return None
+        return self.ctx.memory.create(self.uid, runtime.name, attempt, limit)
 
     def _set_waiting(self, runtime: ContainerRuntime, reason: str, message: str) -> None:
         if runtime.waiting != Waiting(reason, message):
@@ -620,6 +640,13 @@ class PodWorker:
                 "finishedAt": now_rfc3339(),
             }
         exit_code = int(data["exitCode"])
+        oom_killed = False
+        if runtime.cgroup:
+            # The kernel's count of OOM kills in the attempt's own cgroup; read before the
+            # cgroup goes (stray descendants keep it until the pod is torn down).
+            oom_killed = bool(cgroups.oom_kills(Path(runtime.cgroup)))
+            cgroups.remove_empty(Path(runtime.cgroup))
+            runtime.cgroup = None
         try:
             written = runtime.dir.termination_log.read_bytes()[:4096].decode("utf-8", "replace")
         except OSError:
@@ -630,11 +657,14 @@ class PodWorker:
             with contextlib.suppress(OSError):
                 log_tail = tail_text(runtime.dir.log.read_bytes())
         message = termination_message(written, policy, exit_code, log_tail)
+        reason = data.get("reason") or exit_reason(exit_code)
         if data.get("reason") == "StartError":
             message = data.get("message", "")
+        elif oom_killed:
+            reason = exit_reason(exit_code, oom_killed=True)
         finished = {
             "exitCode": exit_code,
-            "reason": data.get("reason") or exit_reason(exit_code),
+            "reason": reason,
             "message": message,
             "startedAt": data.get("startedAt", ""),
             "finishedAt": data.get("finishedAt", ""),
@@ -650,7 +680,12 @@ class PodWorker:
             stale.unlink(missing_ok=True)
         log.info(
             "container exited",
-            extra={"pod": self.label, "container": runtime.name, "exitCode": exit_code},
+            extra={
+                "pod": self.label,
+                "container": runtime.name,
+                "exitCode": exit_code,
+                "reason": reason,
+            },
         )
         policy_restart = self.pod["spec"].get("restartPolicy", "Always")
         if runtime.wants_restart(policy_restart) and backoff.restart_delay(runtime.crash_count) > 0:
@@ -818,12 +853,18 @@ class PodWorker:
         self.ctx.ipam.release(self.uid)
         self.network = None
 
+    async def _remove_cgroups(self) -> None:
+        """The pod's memory cgroups, once its processes are gone (stragglers are killed)."""
+        if self.ctx.memory is not None:
+            await _in_teardown_thread(cgroups.remove_tree, self.ctx.memory.pod(self.uid))
+
     async def teardown(self) -> None:
         """Remove everything the pod had on the host."""
         for runtime in [*self.init, *self.main]:
             for task in runtime.probe_tasks:
                 task.cancel()
         await self._release_network()
+        await self._remove_cgroups()
         await _in_teardown_thread(remove_volumes, self.volumes)
         await _in_teardown_thread(shutil.rmtree, self.dir, True)
 

@@ -12,6 +12,10 @@ chroots, drops privileges and execs. The monitor itself stays on the host and:
   (`<RFC3339Nano> <stream> <F|P> <text>`), which `kubectl logs` serves;
 - writes `state.json` (pid, start time) and, at exit, `exit.json` (code, signal, times).
 
+With `cgroup` in the spec the container process first joins that (memory) cgroup, which
+the agent created with the container's limit, so nothing of the container runs outside
+it; a failure to join fails the start. The monitor itself stays in its own cgroup.
+
 Starting a Python interpreter costs tens of milliseconds of CPU per container, so the
 agent normally runs one `shim.py --serve TAG FD` instead: a fork server that has imported
 this module once and forks a monitor per request (on the SOCK_SEQPACKET socket FD: the
@@ -204,9 +208,21 @@ def build_sandbox(spec: dict[str, Any]) -> None:
     os.umask(0o022)
 
 
+def join_cgroup(cgroup: str) -> None:
+    """Move this process into its memory cgroup (limits set by the agent) before anything
+    of the container runs: what it execs inherits the cgroup."""
+    try:
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as handle:
+            handle.write(str(os.getpid()))
+    except OSError as exc:  # not an OSError: ENOENT would read as "executable not found"
+        raise RuntimeError(f"joining memory cgroup {cgroup}: {exc.strerror}") from exc
+
+
 def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
     try:
         os.setsid()
+        if spec.get("cgroup"):
+            join_cgroup(spec["cgroup"])
         build_sandbox(spec)
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
