@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import textwrap
 import urllib.request
+from pathlib import Path
 
 import boto3
 import pytest
@@ -344,8 +346,12 @@ def test_volumes_and_downward_api_reach_the_process(kube: Kube, namespace: str) 
             "mode_env": "canary",
             "uid": 1000,
         }
+        if kube.local:  # the hostPath is on this machine: the pod's write is there
+            assert Path(pv_path, "written-by-pod").read_text() == "pvc-ok"
     finally:
         kube.core.delete_persistent_volume(claim)
+        if kube.local:
+            shutil.rmtree(pv_path, ignore_errors=True)
 
 
 def test_rbac_pod_security_and_projected_token(kube: Kube, namespace: str) -> None:

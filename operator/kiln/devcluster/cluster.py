@@ -282,6 +282,8 @@ class Cluster:
         if proxy.exists():
             subprocess.run([str(proxy), "--cleanup"], check=False, capture_output=True)
         hostnet.teardown()
+        for socket_path in components.seaweedfs_sockets():
+            socket_path.unlink(missing_ok=True)
         self._unmount_under(self.paths.root)
         shutil.rmtree(self.paths.root, ignore_errors=True)
         if not quiet:
@@ -289,6 +291,7 @@ class Cluster:
         left = (
             hostnet.leftovers()
             + self._cgroups()
+            + [f"socket {path}" for path in components.seaweedfs_sockets()]
             + self._mounts_under(self.paths.root)
             + self._processes()
         )

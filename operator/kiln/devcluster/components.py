@@ -150,6 +150,20 @@ def prometheus(paths: ClusterPaths) -> list[str]:
     ]
 
 
+# SeaweedFS listeners; each serves gRPC on its port + 10000 (SeaweedFS's default).
+SEAWEEDFS_PORTS = {"s3": config.S3_PORT, "master": 9333, "volume": 8080, "filer": 8888}
+
+
+def seaweedfs_sockets() -> list[Path]:
+    """The unix sockets SeaweedFS makes for its own local traffic. Their paths are fixed
+    (`/tmp/seaweedfs-<what>-<port>.sock`) and it leaves them behind when it stops."""
+    found: list[Path] = []
+    for port in SEAWEEDFS_PORTS.values():
+        for candidate in (port, port + 10000):
+            found += Path("/tmp").glob(f"seaweedfs-*-{candidate}.sock")
+    return found
+
+
 def seaweedfs(paths: ClusterPaths) -> list[str]:
     return [
         _venv_program("weed"),
@@ -158,11 +172,11 @@ def seaweedfs(paths: ClusterPaths) -> list[str]:
         f"-ip={config.GATEWAY_IP}",
         f"-ip.bind={config.GATEWAY_IP}",
         "-s3",
-        f"-s3.port={config.S3_PORT}",
+        f"-s3.port={SEAWEEDFS_PORTS['s3']}",
         f"-s3.config={paths.root / 's3.json'}",
-        "-master.port=9333",
-        "-volume.port=8080",
-        "-filer.port=8888",
+        f"-master.port={SEAWEEDFS_PORTS['master']}",
+        f"-volume.port={SEAWEEDFS_PORTS['volume']}",
+        f"-filer.port={SEAWEEDFS_PORTS['filer']}",
         # SeaweedFS reports usage off the machine unless told not to.
         "-master.telemetry=false",
         "-s3.port.iceberg=0",
