@@ -102,7 +102,7 @@ def render(name: str, status: ModelDeploymentStatus, steps: list[int] | None) ->
         lines.append("  recent analysis:")
         for result in recent:
             when = result.time.strftime("%H:%M:%S") if result.time else "--:--:--"
-            requests = "" if result.requests is None else f" requests={result.requests:g}"
+            requests = "" if result.requests is None else f" requests={result.requests:.0f}"
             lines.append(f"    {when} step {result.step} {describe(result)}{requests}")
     return "\n".join(lines)
 
