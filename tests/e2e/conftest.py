@@ -48,13 +48,18 @@ class Kube:
         return client.RbacAuthorizationV1Api(self.api)
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        done = subprocess.run(
             [self.kubectl_bin, f"--kubeconfig={self.kubeconfig}", *args],
-            check=check,
             capture_output=True,
             text=True,
             timeout=120,
         )
+        if check and done.returncode != 0:
+            # What kubectl said, in the failure itself (CalledProcessError hides stderr).
+            raise AssertionError(
+                f"kubectl {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}"
+            )
+        return done
 
 
 def _use_external() -> bool:

@@ -54,8 +54,9 @@ def _train(kind: str) -> Any:
 
     x, y = load_iris(return_X_y=True)
     if kind == "slow":
-        # Correct but ~70 ms per single-row prediction: fails a 50 ms p99 latency check.
-        return RandomForestClassifier(n_estimators=600, random_state=0).fit(x, y)
+        # Correct but ~40 ms per single-row prediction on a quiet machine (more under load),
+        # against 1-3 ms for v1: the rollback test's 10 ms p99 bound fails it by 4x or more.
+        return RandomForestClassifier(n_estimators=1000, random_state=0).fit(x, y)
     return LogisticRegression(C={"v1": 1.0, "v2": 0.5}[kind], max_iter=500).fit(x, y)
 
 
@@ -367,7 +368,10 @@ def test_slow_version_is_rolled_back_with_stable_untouched(
     kube: Kube, namespace: str, operator: Path, artifacts: dict[str, Artifact]
 ) -> None:
     create_version(kube, namespace, 1, artifacts["v1"])
-    create_deployment(kube, namespace)
+    # The bound is far from both versions, so the verdict does not depend on how busy the
+    # machine is (a 50 ms bound let the slow forest pass on a quiet machine).
+    latency = {"latency": {"quantile": 0.99, "maxSeconds": 0.01}}
+    create_deployment(kube, namespace, builtinChecks=latency)
     serving(kube, namespace)
     with load(service_url(kube, namespace)):
         create_version(kube, namespace, 2, artifacts["slow"])
@@ -387,9 +391,9 @@ def test_slow_version_is_rolled_back_with_stable_untouched(
         "AnalysisFailed",
         "iris-v2",
     ), final
-    latency = [a for a in final["analysis"] if a["check"] == "latency-p99"]
-    assert latency[-1]["outcome"] == "Failed" and latency[-1]["value"] > 0.05
-    assert latency[-1]["max"] == 0.05
+    results = [a for a in final["analysis"] if a["check"] == "latency-p99"]
+    assert results[-1]["outcome"] == "Failed" and results[-1]["value"] > 0.01
+    assert results[-1]["max"] == 0.01
     wait_for(
         lambda: kube.apps.read_namespaced_deployment("iris-canary", namespace).spec.replicas == 0,
         30,
@@ -493,12 +497,14 @@ def test_gateway_mode_moves_exact_httproute_weights_through_the_steps(
     exactly each step's weights. The dev cluster has no gateway data plane, so the test
     sends traffic to both per-track Services itself; the split is the gateway's job."""
     kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(HTTP_ROUTE_CRD))
-    kube.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/httproutes.gateway.networking.k8s.io",
-        "--timeout=60s",
-    )
+    crds = client.ApiextensionsV1Api(kube.api)
+
+    def established() -> bool:
+        crd = crds.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
+        conditions = (crd.status and crd.status.conditions) or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    wait_for(established, 60, "the HTTPRoute CRD to be served")
     gateway = {"gateway": {"httpRoute": {"parentRefs": [{"name": "public"}]}}}
     create_version(kube, namespace, 1, artifacts["v1"])
     create_deployment(kube, namespace, spec=gateway, steps=[10, 50], intervalSeconds=8)
