@@ -60,8 +60,19 @@ FETCHER = textwrap.dedent(
 # Fetch one URL N times over fresh connections and report the distinct answers.
 SERVICE_FETCHER = textwrap.dedent(
     """
-    import json, sys, urllib.request
+    import json, sys, time, urllib.request
     url, count = sys.argv[1], int(sys.argv[2])
+    # kube-proxy programs a new Service a moment after its endpoints are ready (it first
+    # rejects connections to a Service it knows without endpoints): wait for the first answer.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     seen = sorted({urllib.request.urlopen(url, timeout=5).read().decode() for _ in range(count)})
     open("/dev/termination-log", "w").write(json.dumps(seen))
     """
