@@ -193,7 +193,9 @@ def create_deployment(
                     "steps": [50],
                     "intervalSeconds": 10,
                     "minRequests": 10,
-                    "failureLimit": 0,
+                    # One failed analysis is retried: a single scheduling blip on a busy
+                    # 2-core machine must not decide a good rollout; a bad version fails twice.
+                    "failureLimit": 1,
                     "inconclusiveLimit": 1,
                     "progressDeadlineSeconds": 600,
                     "builtinChecks": {"latency": {"quantile": 0.99, "maxSeconds": 0.05}},

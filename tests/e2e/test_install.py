@@ -315,6 +315,18 @@ def _approved(kube: Kube, namespace: str, version: str) -> bool:
     return any(c["type"] == "Approved" and c["status"] == "True" for c in conditions)
 
 
+def rollout_summary(status: dict[str, Any]) -> str:
+    """The phase, message and every analysis result in a line each (pytest truncates dicts)."""
+    lines = [f"{status.get('phase')} ({status.get('reason')}): {status.get('message')}"]
+    for a in status.get("analysis") or []:
+        lines.append(
+            f"  step {a.get('step')} {a.get('check')}={a.get('value')} "
+            f"stable={a.get('stableValue')} [{a.get('min')}, {a.get('max')}] "
+            f"{a.get('outcome')} requests={a.get('requests')}: {a.get('message')}"
+        )
+    return "\n".join(lines)
+
+
 def test_iris_story_with_the_in_cluster_operator(kube: Kube, operator_namespace: str) -> None:
     """Train -> Approved iris-v1 -> served -> retrain -> iris-v2 canary -> Promoted, with the
     operator running as a pod under its namespaced ServiceAccount: its RBAC is sufficient."""
@@ -347,7 +359,8 @@ def test_iris_story_with_the_in_cluster_operator(kube: Kube, operator_namespace:
     md = yaml.safe_load((ROOT / "examples/iris/modeldeployment.yaml").read_text())
     md["metadata"] = {"name": "iris", "namespace": ns}
     md["spec"]["replicas"] = 2
-    md["spec"]["canary"].update(steps=[50], intervalSeconds=10, minRequests=10, failureLimit=0)
+    # The example's own failureLimit (1) stays: a blip on a busy machine gets a second look.
+    md["spec"]["canary"].update(steps=[50], intervalSeconds=10, minRequests=10)
     kubectl_input(kube, [job, md], "apply")
 
     wait_for(lambda: _approved(kube, ns, "iris-v1"), 240, "an Approved iris-v1", interval=1)
@@ -367,7 +380,7 @@ def test_iris_story_with_the_in_cluster_operator(kube: Kube, operator_namespace:
 
         def promoted_v2() -> bool:
             current = rollout()
-            assert current.get("phase") not in ("RolledBack", "Failed"), current
+            assert current.get("phase") not in ("RolledBack", "Failed"), rollout_summary(current)
             return serving("iris-v2")
 
         wait_for(promoted_v2, 300, "iris-v2 promoted by the in-cluster operator", interval=1)
