@@ -64,7 +64,13 @@ def crds(kube: Kube) -> Iterator[None]:
             if kube.kubectl("get", "crd", name, check=False).returncode != 0:
                 created.append(name)
         kube.kubectl("apply", "--server-side", "-f", str(path))
-    for name in created + crd_names(KOPF_CRDS):
+    # Kiln's own CRDs, so that any test of this module also runs alone; they stay (every
+    # e2e module uses them, and deleting them would race the next module's apply).
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kiln_crds = [
+        name for path in sorted((ROOT / "crds").glob("*.yaml")) for name in crd_names(path)
+    ]
+    for name in created + crd_names(KOPF_CRDS) + kiln_crds:
         kube.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
     yield
     for name in created:
