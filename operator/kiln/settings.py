@@ -7,12 +7,16 @@ from dataclasses import dataclass, field
 
 from kiln.version import KILN_VERSION
 
+# The images built from this version (images/Dockerfile.*), used unless configured.
+DEFAULT_TRAINER_IMAGE = f"kiln/trainer:{KILN_VERSION}"
+DEFAULT_SERVER_IMAGE = f"kiln/server:{KILN_VERSION}"
+
 
 @dataclass(frozen=True)
 class OperatorSettings:
     # Images the operator puts into the pods it creates, unless a resource names its own.
-    trainer_image: str = f"kiln/trainer:{KILN_VERSION}"
-    server_image: str = f"kiln/server:{KILN_VERSION}"
+    trainer_image: str = DEFAULT_TRAINER_IMAGE
+    server_image: str = DEFAULT_SERVER_IMAGE
     # Where canary analysis queries metrics.
     prometheus_url: str = "http://prometheus.monitoring.svc:9090"
     # Namespaces to watch; empty means the whole cluster.

@@ -232,6 +232,18 @@ def wait_status(
     return wait_for(probe, timeout, what, interval=0.5)
 
 
+def wait_promoted(kube: Kube, namespace: str, what: str) -> dict[str, Any]:
+    """iris-v2 promoted to stable, failing at once if the rollout rolls back or fails."""
+    return wait_status(
+        kube,
+        namespace,
+        lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == "iris-v2",
+        180,
+        what,
+        never=lambda s: s.get("phase") in ("RolledBack", "Failed"),
+    )
+
+
 def serving(kube: Kube, namespace: str) -> None:
     """iris-v1 fully serving (the starting point of every scenario)."""
     wait_status(
@@ -311,14 +323,7 @@ def test_good_version_is_promoted_and_serves_through_a_triton_client(
         wait_status(
             kube, namespace, lambda s: s.get("canaryVersion") == "iris-v2", 60, "canary start"
         )
-        final = wait_status(
-            kube,
-            namespace,
-            lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == "iris-v2",
-            180,
-            "iris-v2 promoted",
-            never=lambda s: s.get("phase") in ("RolledBack", "Failed"),
-        )
+        final = wait_promoted(kube, namespace, "iris-v2 promoted")
     assert codes[200] > 100, codes
     assert set(codes) == {200}, codes
     successful = [a for a in final["analysis"] if a["outcome"] == "Successful"]
@@ -465,14 +470,7 @@ def test_prometheus_outage_pauses_as_inconclusive_and_resumes(
             assert any("unreachable" in a["message"] for a in paused["analysis"])
         finally:
             cluster.start_component("prometheus")
-        final = wait_status(
-            kube,
-            namespace,
-            lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == "iris-v2",
-            180,
-            "promotion once Prometheus is back",
-            never=lambda s: s.get("phase") in ("RolledBack", "Failed"),
-        )
+        final = wait_promoted(kube, namespace, "promotion once Prometheus is back")
     assert final["analysis"][-1]["outcome"] == "Successful"
 
 
@@ -530,14 +528,7 @@ def test_gateway_mode_moves_exact_httproute_weights_through_the_steps(
     try:
         with load(f"http://{stable}:80", rate=20), load(f"http://{canary}:80", rate=20):
             create_version(kube, namespace, 2, artifacts["v2"])
-            final = wait_status(
-                kube,
-                namespace,
-                lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == "iris-v2",
-                180,
-                "iris-v2 promoted through the HTTPRoute steps",
-                never=lambda s: s.get("phase") in ("RolledBack", "Failed"),
-            )
+            final = wait_promoted(kube, namespace, "iris-v2 promoted through the HTTPRoute steps")
     finally:
         watching.set()
         recorder.join(timeout=5)

@@ -94,8 +94,8 @@ def test_cron_schedule_starts_numbered_runs(kube: Kube, ns: str, s3: Any) -> Non
 
     # Editing only the triggers retrains nothing; suspended, the next minute is skipped.
     custom(kube).patch_namespaced_custom_object(
-        "kiln.dev",
-        "v1alpha1",
+        training.GROUP,
+        training.VERSION,
         ns,
         "trainingjobs",
         "iris",

@@ -25,7 +25,7 @@ from kiln.api.model_deployment import ModelDeployment
 from kiln.api.model_version import ModelVersion
 from kiln.core.canary import Track, TrackObservation, load_failure, pod_messages
 from kiln.core.registry import MODEL_LABEL, label_value
-from kiln.version import KILN_VERSION
+from kiln.settings import DEFAULT_SERVER_IMAGE
 
 MODEL_DEPLOYMENT_LABEL = "kiln.dev/model-deployment"
 TRACK_LABEL = "kiln.dev/track"
@@ -40,9 +40,6 @@ READINESS_PATH = "/v2/health/ready"
 LIVENESS_PATH = "/v2/health/live"
 TRACKS: tuple[Track, ...] = ("stable", "canary")
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
-
-
-DEFAULT_SERVER_IMAGE = f"kiln/server:{KILN_VERSION}"
 
 
 class ServingBuildError(ValueError):

@@ -24,7 +24,7 @@ from kiln.core.registry import (
     label_value,
 )
 from kiln.core.training import pod_name
-from kiln.version import KILN_VERSION
+from kiln.settings import DEFAULT_TRAINER_IMAGE
 
 ATTEMPT_LABEL = "kiln.dev/attempt"
 PARAMS_HASH_ANNOTATION = "kiln.dev/params-hash"
@@ -33,9 +33,6 @@ TRAINER_CONTAINER = "trainer"
 TRAINER_COMMAND = ["kiln-train"]
 TRAINER_USER_ID = 1000
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
-
-
-DEFAULT_TRAINER_IMAGE = f"kiln/trainer:{KILN_VERSION}"
 
 
 class PodBuildError(ValueError):

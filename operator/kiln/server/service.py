@@ -43,9 +43,6 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 _NO_HEADERS: tuple[tuple[str, str], ...] = ()
 
 
-_KILN_VERSION = KILN_VERSION
-
-
 @dataclass(frozen=True)
 class ServiceSettings:
     model_name: str
@@ -215,7 +212,7 @@ class InferenceService:
     def _server_metadata(self) -> dict[str, Any]:
         return {
             "name": "kiln-serve",
-            "version": _KILN_VERSION,
+            "version": KILN_VERSION,
             "extensions": ["binary_tensor_data"],
         }
 

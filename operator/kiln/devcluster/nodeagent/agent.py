@@ -62,9 +62,10 @@ class Agent:
     def _remove_orphans(self, live_uids: set[str]) -> None:
         """Pods we hold on disk (or in cgroups) that the API no longer has: clean up."""
         memory_roots = [self.ctx.memory.root] if self.ctx.memory is not None else []
+        known = live_uids | set(self.workers)
         if self.ctx.pods_dir.exists():
             for pod_dir in self.ctx.pods_dir.iterdir():
-                if pod_dir.name in live_uids or pod_dir.name in self.workers:
+                if pod_dir.name in known:
                     continue
                 log.info("removing orphaned pod", extra={"uid": pod_dir.name})
                 remove_pod_leftovers(pod_dir, memory_roots)
@@ -72,7 +73,7 @@ class Agent:
                 self.ctx.ipam.release(pod_dir.name)
         for root in memory_roots:
             for pod_cgroup in root.iterdir() if root.is_dir() else []:
-                if pod_cgroup.is_dir() and pod_cgroup.name not in live_uids | set(self.workers):
+                if pod_cgroup.is_dir() and pod_cgroup.name not in known:
                     log.info("removing orphaned pod cgroup", extra={"uid": pod_cgroup.name})
                     cgroups.remove_tree(pod_cgroup)
 
