@@ -13,7 +13,7 @@ help:
 	@echo "make test    lint + unit + component + e2e (brings the cluster up itself)"
 	@echo "make dev-up | dev-down | dev-status    the local cluster alone"
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml scripts/bootstrap-venv.sh
 	scripts/bootstrap-venv.sh
 
 venv: $(VENV)/.installed
@@ -27,8 +27,8 @@ tools:
 deps: venv system-deps tools
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests bench
-	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/ruff check operator dev tests bench
+	$(VENV)/bin/ruff format --check operator dev tests bench
 	$(VENV)/bin/mypy
 
 # crds/ is the source of truth for users; manifests/crds/ holds a copy for kustomize (its

@@ -7,7 +7,7 @@ say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 say "Local Kubernetes cluster (real kube-apiserver, controllers, node agent, Prometheus, S3)"
 .venv/bin/kiln dev up
 # shellcheck disable=SC1090
-source "$(.venv/bin/python -c 'from kiln.devcluster.config import ClusterPaths; print(ClusterPaths.default().root)')/env"
+source "$(.venv/bin/python -c 'from kilndev.config import ClusterPaths; print(ClusterPaths.default().root)')/env"
 
 say "kubectl get nodes"
 kubectl get nodes -o wide

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from kubernetes import client, config
 
-from kiln.devcluster.config import ClusterPaths
+from kilndev.config import ClusterPaths
 
 SCRIPT = "import time\nwhile True: time.sleep(60)"
 

@@ -30,8 +30,9 @@ from typing import Any
 
 import aiohttp
 
-from kiln.devcluster.config import ClusterPaths
 from kiln.k8s.client import MODEL_VERSIONS, PODS, TRAINING_JOBS, KubeClient, Resource
+from kiln.settings import DEFAULT_TRAINER_IMAGE
+from kilndev.config import ClusterPaths
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "datasets"
@@ -98,7 +99,7 @@ def gated_pod(name: str) -> dict[str, Any]:
         "spec": {
             "schedulingGates": [{"name": "kiln.dev/bench"}],
             "securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
-            "containers": [{"name": "c", "image": "kiln/trainer:bench"}],
+            "containers": [{"name": "c", "image": DEFAULT_TRAINER_IMAGE}],
         },
     }
 

@@ -20,8 +20,8 @@ import pytest
 from kubernetes import client, config
 from tests.support.k8s import wait_for
 
-from kiln.devcluster import hostnet, services
-from kiln.devcluster.cluster import Cluster
+from kilndev import hostnet, services
+from kilndev.cluster import Cluster
 
 
 @dataclass

@@ -113,7 +113,6 @@ def operator(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[Path]:
         "KILN_PROMETHEUS_URL": kube.prometheus_url,
         "KILN_NAMESPACES": namespace,
         "KILN_METRICS_PORT": "0",
-        "KILN_SERVER_IMAGE": "kiln/server:e2e",
         "KILN_S3_ENDPOINT": kube.s3_endpoint,
     }
     liveness = f"http://127.0.0.1:{_free_port()}/healthz"
@@ -436,7 +435,7 @@ def test_prometheus_outage_pauses_as_inconclusive_and_resumes(
 ) -> None:
     if not kube.local:
         pytest.fail("this scenario stops the dev cluster's Prometheus; run it on the dev cluster")
-    from kiln.devcluster.cluster import Cluster
+    from kilndev.cluster import Cluster
 
     cluster = Cluster()
     create_version(kube, namespace, 1, artifacts["v1"])
