@@ -43,18 +43,19 @@ unit: venv tools
 component: venv
 	$(PYTEST) -m component -q
 
-e2e: deps
+e2e: deps images
 	$(PYTEST) -m e2e -q
 
-# The whole suite: static checks, then every tier. The e2e tier starts the local cluster
-# (or uses $$KUBECONFIG when KILN_E2E_USE_KUBECONFIG=1) and tears it down afterwards.
-test: deps lint
+# The whole suite: static checks, the images the cluster's pods run, then every tier. The
+# e2e tier starts the local cluster (or uses $$KUBECONFIG when KILN_E2E_USE_KUBECONFIG=1)
+# and tears it down afterwards.
+test: deps lint images
 	$(PYTEST) -q --durations=15
 
-demo: deps
+demo: deps images
 	scripts/demo.sh
 
-dev-up: deps
+dev-up: deps images
 	$(KILN) dev up
 
 dev-down: venv
