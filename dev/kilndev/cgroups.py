@@ -44,9 +44,9 @@ def create_root(relative: str, fs: Path = CGROUP_FS) -> None:
             parent, current = current, current / part
             current.mkdir(exist_ok=True)
             for knob in ("cpuset.cpus", "cpuset.mems"):
-                child = current / knob
-                if child.exists() and not child.read_text().strip():
-                    child.write_text((parent / knob).read_text())
+                child, inherited = current / knob, parent / knob
+                if inherited.exists() and not (child.exists() and child.read_text().strip()):
+                    child.write_text(inherited.read_text())
         if not is_v1(fs):
             _enable_v2_controllers(hierarchy, parts)
 
