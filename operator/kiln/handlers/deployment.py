@@ -27,7 +27,14 @@ from kiln.builders import serving
 from kiln.core import canary
 from kiln.core.conditions import mark_stalled
 from kiln.core.registry import latest_approved
-from kiln.k8s.client import MODEL_VERSIONS, PODS, ApiError, KubeClient, Resource
+from kiln.k8s.client import (
+    MODEL_VERSIONS,
+    POD_DISRUPTION_BUDGETS,
+    PODS,
+    ApiError,
+    KubeClient,
+    Resource,
+)
 from kiln.k8s.events import post_event
 from kiln.k8s.validation import validation_message
 from kiln.k8s.workqueue import WorkQueue, run_workers, stop_workers
@@ -235,6 +242,8 @@ class DeploymentController:
         name = md.metadata.name or ""
         gateway = md.spec.gateway is not None
         await self._ensure(SERVICES, serving.service(md))
+        for track in serving.TRACKS:
+            await self._ensure(POD_DISRUPTION_BUDGETS, serving.disruption_budget(md, track))
         if gateway:
             for track in serving.TRACKS:
                 await self._ensure(SERVICES, serving.service(md, track))
