@@ -206,7 +206,7 @@ async def burst(client: KubeClient, namespace: str, jobs: int, dataset: str, pid
 
 STAGES = (
     ("TrainingJob POST -> Pod exists", "created", "pod"),
-    ("Pod exists -> Running (node agent starts it)", "pod", "running"),
+    ("Pod exists -> Running (scheduler + kubelet)", "pod", "running"),
     ("Running -> Succeeded seen (trainer process)", "running", "succeeded"),
     ("Succeeded -> ModelVersion exists", "succeeded", "version"),
     ("ModelVersion exists -> Approved", "version", "approved"),
