@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from kiln.api import wire
 from kiln.core import lineage as lin
 
 pytestmark = pytest.mark.unit
@@ -65,8 +66,8 @@ def test_annotations_round_trip() -> None:
 
 def test_first_version_has_no_parent_and_custom_command_no_estimator() -> None:
     annotations = lin.lineage_annotations(lineage(parent_version=None, estimator=None))
-    assert lin.PARENT_VERSION not in annotations
-    assert lin.ESTIMATOR not in annotations
+    assert wire.LINEAGE_PARENT_VERSION not in annotations
+    assert wire.LINEAGE_ESTIMATOR not in annotations
     assert lin.parse_lineage(annotations).parent_version is None
 
 
@@ -75,8 +76,8 @@ def test_huge_params_are_kept_as_hash_only() -> None:
     annotations = lin.lineage_annotations(
         lineage(params=params, params_hash=lin.params_hash(params))
     )
-    assert lin.PARAMS not in annotations
-    assert annotations[lin.PARAMS_HASH] == lin.params_hash(params)
+    assert wire.LINEAGE_PARAMS not in annotations
+    assert annotations[wire.LINEAGE_PARAMS_HASH] == lin.params_hash(params)
 
 
 def test_dataset_uri_with_at_sign_survives() -> None:
