@@ -68,6 +68,7 @@ NAME_CONFLICT = "NameConflict"
 OBJECT_REJECTED = "ObjectRejected"  # the apiserver refused an object (400, 422)
 FORBIDDEN = "Forbidden"  # RBAC does not allow the operator a verb (403)
 RESOURCE_NOT_FOUND = "ResourceNotFound"  # a resource type is not served (404)
+OBJECT_NOT_FOUND = "ObjectNotFound"  # an object went away between two requests (404): retried
 WRITE_CONFLICT = "WriteConflict"  # a write raced another (409): retried
 API_UNAVAILABLE = "ApiUnavailable"  # unreachable, overloaded or failing (5xx, 429)
 RECONCILE_ERROR = "ReconcileError"  # an unexpected error in the operator

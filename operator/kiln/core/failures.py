@@ -21,6 +21,7 @@ from kiln.api.common import Condition
 from kiln.api.wire import (
     API_UNAVAILABLE,
     FORBIDDEN,
+    OBJECT_NOT_FOUND,
     OBJECT_REJECTED,
     RECONCILE_ERROR,
     RESOURCE_NOT_FOUND,
@@ -39,10 +40,12 @@ MAX_MESSAGE = 1024
 PERMANENT_STATUSES: dict[int, str] = {
     400: OBJECT_REJECTED,
     403: FORBIDDEN,
-    404: RESOURCE_NOT_FOUND,
     405: OBJECT_REJECTED,
     422: OBJECT_REJECTED,
 }
+# A 404 is permanent only when the resource type itself is not served (a CRD such as the
+# Gateway API's HTTPRoute is not installed); an object gone between two requests is a race.
+MISSING_RESOURCE_TYPE = "the server could not find the requested resource"
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,11 @@ def api_failure(status: int, message: str, request: str = "") -> Failure:
     """An apiserver answer (`status`, its message) to `request` (e.g. "POST …/services")."""
     detail = f"{request}: {status} {message}" if request else f"{status} {message}"
     reason = PERMANENT_STATUSES.get(status)
+    if status == 404 and MISSING_RESOURCE_TYPE in message:
+        reason = RESOURCE_NOT_FOUND
     if reason is not None:
         return Failure(reason, compose(detail), permanent=True)
-    transient = WRITE_CONFLICT if status == 409 else API_UNAVAILABLE
+    transient = {404: OBJECT_NOT_FOUND, 409: WRITE_CONFLICT}.get(status, API_UNAVAILABLE)
     return Failure(transient, compose(detail), permanent=False)
 
 

@@ -144,3 +144,18 @@ def test_model_version_manifest_is_valid_and_carries_lineage() -> None:
 
 def test_pending_approval() -> None:
     assert reg.pending_approval().state == "Pending"
+
+
+def test_the_approval_baseline_is_the_newest_approved_earlier_version() -> None:
+    versions = [
+        version("iris-v1", "Approved"),
+        version("iris-v2", "Rejected"),
+        version("iris-v3", "Approved"),
+        version("iris-v4"),
+        version("iris-v5", "Approved"),
+        version("other-v9", "Approved"),
+    ]
+    baseline = reg.approval_baseline(versions[3], versions)
+    assert baseline is not None and baseline.name == "iris-v3"
+    # A later Approved version never judges an earlier one; the first has nothing to beat.
+    assert reg.approval_baseline(versions[0], versions) is None
