@@ -13,7 +13,10 @@ from typing import Any
 
 import kopf
 
+from kiln import telemetry
 from kiln.settings import OperatorSettings
+
+logger = logging.getLogger(__name__)
 
 # Set by main() before kopf starts; read by the startup handler.
 _RUN_OPTIONS: dict[str, bool] = {"standalone": False}
@@ -61,6 +64,16 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     if OperatorSettings.from_env().namespaces:
         # A namespace-scoped install has no right to list namespaces; don't try.
         settings.scanning.disabled = True
+
+
+@kopf.on.startup()
+def serve_metrics(**_: Any) -> None:
+    port = OperatorSettings.from_env().metrics_port
+    if port:
+        try:
+            telemetry.serve(port)
+        except OSError as e:  # metrics are not worth refusing to reconcile over
+            logger.error("cannot serve /metrics on port %s: %s", port, e)
 
 
 def main(argv: list[str] | None = None) -> None:

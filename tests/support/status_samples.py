@@ -110,7 +110,7 @@ def _wire(conditions: list[Condition]) -> list[dict[str, Any]]:
 
 
 def model_versions() -> list[Sample]:
-    from kiln.handlers.registry import approval_conditions
+    from kiln.core.registry import approval_conditions
 
     def obj(status: ModelVersionStatus | None) -> dict[str, Any]:
         return {

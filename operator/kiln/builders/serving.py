@@ -16,21 +16,25 @@ reason lands in the pod status through `FallbackToLogsOnError`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kiln.api.common import API_VERSION
 from kiln.api.model_deployment import ModelDeployment
 from kiln.api.model_version import ModelVersion
-from kiln.core.canary import Track, TrackObservation, load_failure, pod_messages
-from kiln.core.registry import MODEL_LABEL, label_value
+from kiln.api.wire import (
+    API_VERSION,
+    MODEL_DEPLOYMENT_LABEL,
+    MODEL_LABEL,
+    MODEL_VERSION_LABEL,
+    PART_OF,
+    PART_OF_LABEL,
+    SHA256_ANNOTATION,
+    TRACK_LABEL,
+)
+from kiln.core.canary import Track
+from kiln.core.registry import label_value
 from kiln.settings import DEFAULT_SERVER_IMAGE
 
-MODEL_DEPLOYMENT_LABEL = "kiln.dev/model-deployment"
-TRACK_LABEL = "kiln.dev/track"
-MODEL_VERSION_LABEL = "kiln.dev/model-version"
-SHA256_ANNOTATION = "kiln.dev/artifact-sha256"
 COMPONENT = "serving"
 SERVER_CONTAINER = "server"
 SERVER_PORT = 8080
@@ -108,7 +112,7 @@ def common_labels(md: ModelDeployment) -> dict[str, str]:
         MODEL_LABEL: md.spec.model,
         "app.kubernetes.io/name": "kiln-server",
         "app.kubernetes.io/instance": label_value(name),
-        "app.kubernetes.io/part-of": "kiln",
+        PART_OF_LABEL: PART_OF,
         "app.kubernetes.io/managed-by": "kiln",
     }
 
@@ -351,51 +355,3 @@ def http_route(md: ModelDeployment, stable_weight: int, canary_weight: int) -> d
         },
         "spec": spec,
     }
-
-
-# -- reading back what was built ---------------------------------------------------------
-
-
-def deployment_version(deployment: Mapping[str, Any]) -> str | None:
-    """The ModelVersion a track's Deployment serves (from its pod template)."""
-    template = (deployment.get("spec") or {}).get("template") or {}
-    annotations = (template.get("metadata") or {}).get("annotations") or {}
-    value = annotations.get(MODEL_VERSION_LABEL)
-    return str(value) if value else None
-
-
-def observe_track(
-    deployment: Mapping[str, Any] | None,
-    pods: Sequence[Mapping[str, Any]] = (),
-    events: Sequence[str] = (),
-) -> TrackObservation:
-    """A track's Deployment (absent: None), its pods and their Event messages, summarised."""
-    if deployment is None:
-        return TrackObservation()
-    spec = deployment.get("spec") or {}
-    status = deployment.get("status") or {}
-    generation = (deployment.get("metadata") or {}).get("generation")
-    replicas = int(spec.get("replicas") or 0)
-    observed = status.get("observedGeneration")
-    updated = int(status.get("updatedReplicas") or 0)
-    total = int(status.get("replicas") or 0)
-    rolled_out = (
-        (generation is None or (observed is not None and int(observed) >= int(generation)))
-        and updated >= replicas
-        and total <= replicas
-    )
-    version = deployment_version(deployment)
-    current = [
-        p
-        for p in pods
-        if ((p.get("metadata") or {}).get("annotations") or {}).get(MODEL_VERSION_LABEL) == version
-    ]
-    failure = load_failure([*pod_messages(current), *events])
-    return TrackObservation(
-        version=version,
-        replicas=replicas,
-        ready_replicas=int(status.get("readyReplicas") or 0),
-        rolled_out=rolled_out,
-        failure_reason=failure[0] if failure else None,
-        failure_message=failure[1] if failure else "",
-    )

@@ -13,21 +13,23 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from kiln.api.common import API_VERSION
 from kiln.api.training_job import TrainingJob, TrainingJobSpec
-from kiln.core.lineage import params_hash
-from kiln.core.registry import (
+from kiln.api.wire import (
+    API_VERSION,
+    ATTEMPT_LABEL,
     MODEL_LABEL,
+    PARAMS_HASH_ANNOTATION,
+    PART_OF,
+    PART_OF_LABEL,
     RUN_LABEL,
     TRAINING_JOB_LABEL,
     TRAINING_JOB_UID_LABEL,
-    label_value,
 )
+from kiln.core.lineage import params_hash
+from kiln.core.registry import label_value
 from kiln.core.training import pod_name
 from kiln.settings import DEFAULT_TRAINER_IMAGE
 
-ATTEMPT_LABEL = "kiln.dev/attempt"
-PARAMS_HASH_ANNOTATION = "kiln.dev/params-hash"
 TRAIN_SPEC_ENV = "KILN_TRAIN_SPEC"
 TRAINER_CONTAINER = "trainer"
 TRAINER_COMMAND = ["kiln-train"]
@@ -147,7 +149,7 @@ def training_pod(
         "app.kubernetes.io/name": "kiln-trainer",
         "app.kubernetes.io/instance": job_label,
         "app.kubernetes.io/component": "training",
-        "app.kubernetes.io/part-of": "kiln",
+        PART_OF_LABEL: PART_OF,
         "app.kubernetes.io/managed-by": "kiln",
     }
     container: dict[str, Any] = {

@@ -11,11 +11,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kiln.cli.registry import CliError, _api, _namespace, add_common
-from kiln.core.lineage import DATASET, PARENT_VERSION
-from kiln.core.registry import RUN_LABEL, TRAINING_JOB_LABEL
+from kiln.api.wire import (
+    ATTEMPT_LABEL,
+    GROUP,
+    LINEAGE_DATASET,
+    LINEAGE_PARENT_VERSION,
+    RUN_LABEL,
+    TRAINING_JOB_LABEL,
+    VERSION,
+)
+from kiln.cli.versions import CliError, _api, _namespace, add_common
 
-GROUP, VERSION = "kiln.dev", "v1alpha1"
 Obj = Mapping[str, Any]
 
 
@@ -42,10 +48,10 @@ def _version_line(mv: Obj) -> str:
     parts = [f"ModelVersion {meta['name']}", approval]
     if metrics:
         parts.append(metrics)
-    if PARENT_VERSION in annotations:
-        parts.append(f"parent {annotations[PARENT_VERSION]}")
-    if DATASET in annotations:
-        parts.append(f"data {annotations[DATASET]}")
+    if LINEAGE_PARENT_VERSION in annotations:
+        parts.append(f"parent {annotations[LINEAGE_PARENT_VERSION]}")
+    if LINEAGE_DATASET in annotations:
+        parts.append(f"data {annotations[LINEAGE_DATASET]}")
     return "  ".join(parts)
 
 
@@ -117,7 +123,7 @@ def training_pod_name(pods: Iterable[Obj], job: str, run: int | None) -> str:
 
     def key(pod: Obj) -> tuple[int, int]:
         labels = pod["metadata"].get("labels") or {}
-        return int(labels.get(RUN_LABEL, 0)), int(labels.get("kiln.dev/attempt", 0))
+        return int(labels.get(RUN_LABEL, 0)), int(labels.get(ATTEMPT_LABEL, 0))
 
     mine = [
         p

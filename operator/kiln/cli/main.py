@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from kiln.cli import lineage, rollout
-from kiln.cli.registry import CliError, add_subcommands
+from kiln.cli.versions import CliError, add_subcommands
 
 
 def _dev(args: argparse.Namespace) -> int:

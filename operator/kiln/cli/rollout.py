@@ -20,15 +20,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kiln.api.model_deployment import ModelDeploymentStatus
-from kiln.core.analysis import describe
-from kiln.core.canary import (
+from kiln.api.wire import (
     ABORT_ANNOTATION,
+    GROUP,
     PAUSED_ANNOTATION,
     PROMOTE_ANNOTATION,
     RETRY_ANNOTATION,
+    VERSION,
 )
+from kiln.core.analysis import describe
 
-GROUP, VERSION, PLURAL = "kiln.dev", "v1alpha1", "modeldeployments"
+PLURAL = "modeldeployments"
 TERMINAL = ("Promoted", "RolledBack", "Failed")
 
 

@@ -40,23 +40,26 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from kiln.api.model_deployment import (
     MAX_ANALYSIS_RESULTS,
     CanarySpec,
     DeploymentPhase,
+    ModelDeployment,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
 )
+from kiln.api.model_version import ModelVersion
+from kiln.api.wire import (
+    ABORT_ANNOTATION,
+    PAUSED_ANNOTATION,
+    PROMOTE_ANNOTATION,
+    RETRY_ANNOTATION,
+)
 from kiln.core import analysis as an
 from kiln.core.conditions import mark_ready, mark_reconciling, mark_stalled
-
-PAUSED_ANNOTATION = "kiln.dev/paused"
-PROMOTE_ANNOTATION = "kiln.dev/promote"
-ABORT_ANNOTATION = "kiln.dev/abort"
-RETRY_ANNOTATION = "kiln.dev/retry"
-COMMAND_ANNOTATIONS = (PAUSED_ANNOTATION, PROMOTE_ANNOTATION, ABORT_ANNOTATION, RETRY_ANNOTATION)
+from kiln.core.registry import latest_approved
 
 # Load failures kiln-serve reports that no retry can fix.
 RETRY_HINT = ". Retry with `kiln resume` (kiln.dev/retry), a spec change or a newer version"
@@ -104,6 +107,30 @@ class Target:
     version: str | None
     reason: str = ""  # NoApprovedVersion, ModelVersionNotFound, ModelVersionRejected
     message: str = ""
+
+
+def resolve_target(md: ModelDeployment, versions: Sequence[ModelVersion]) -> Target:
+    """The version to serve: the pinned one, or the newest Approved version of the model.
+
+    A pinned version must exist and must not be Rejected (a Pending one is served: pinning
+    is a person's explicit choice).
+    """
+    spec = md.spec
+    if spec.model_version is not None:
+        found = next((v for v in versions if v.metadata.name == spec.model_version), None)
+        if found is None:
+            return Target(
+                None, "ModelVersionNotFound", f"ModelVersion {spec.model_version} does not exist"
+            )
+        if found.status.approval.state == "Rejected":
+            return Target(
+                None, "ModelVersionRejected", f"ModelVersion {spec.model_version} is Rejected"
+            )
+        return Target(found.metadata.name)
+    newest = latest_approved(versions, spec.model)
+    if newest is None:
+        return Target(None, "NoApprovedVersion", f"no Approved ModelVersion of {spec.model} yet")
+    return Target(newest.metadata.name)
 
 
 @dataclass(frozen=True)
@@ -242,18 +269,6 @@ def load_failure(texts: Sequence[str]) -> tuple[str, str] | None:
                 if match:
                     return match.group(1), match.group(0).strip()[:1024]
     return None
-
-
-def pod_messages(pods: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Termination messages (current and last state) of every container of the pods."""
-    texts: list[str] = []
-    for pod in pods:
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            for key in ("state", "lastState"):
-                terminated = (status.get(key) or {}).get("terminated") or {}
-                if terminated.get("message"):
-                    texts.append(str(terminated["message"]))
-    return texts
 
 
 # -- the state machine -------------------------------------------------------------------

@@ -12,17 +12,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-PREFIX = "lineage.kiln.dev/"
-TRAINING_JOB = PREFIX + "training-job"  # <namespace>/<name>
-TRAINING_JOB_UID = PREFIX + "training-job-uid"
-RUN = PREFIX + "run"
-DATASET = PREFIX + "dataset"  # <uri>@sha256:<hex>
-TRAINER_IMAGE = PREFIX + "trainer-image"
-ESTIMATOR = PREFIX + "estimator"
-PARAMS = PREFIX + "params"  # canonical JSON, when small enough
-PARAMS_HASH = PREFIX + "params-hash"  # sha256:<hex> of the canonical JSON
-SEED = PREFIX + "seed"
-PARENT_VERSION = PREFIX + "parent-version"
+from kiln.api import wire
+from kiln.api.training_job import TrainingJob
+from kiln.core.training import TrainerSuccess
 
 # Annotations share a 256 KiB budget per object; params larger than this are kept only as
 # a hash (the TrainingJob at that generation, in Git, holds them).
@@ -56,44 +48,70 @@ class Lineage:
     parent_version: str | None = None
 
 
+def lineage_of_run(
+    job: TrainingJob,
+    run: int,
+    result: TrainerSuccess,
+    trainer_image: str,
+    parent_version: str | None,
+) -> Lineage:
+    """The lineage of a run's ModelVersion: the trainer's report where it says what it
+    used (it resolves the estimator and params it actually fitted), the spec otherwise."""
+    params = result.params if result.params is not None else job.spec.params
+    return Lineage(
+        namespace=job.metadata.namespace or "default",
+        training_job=job.metadata.name or "",
+        training_job_uid=job.metadata.uid or "",
+        run=run,
+        dataset_uri=result.dataset.uri,
+        dataset_sha256=result.dataset.sha256,
+        trainer_image=trainer_image,
+        estimator=result.estimator or job.spec.estimator,
+        params=params,
+        params_hash=params_hash(params),
+        seed=job.spec.evaluation.seed,
+        parent_version=parent_version,
+    )
+
+
 def lineage_annotations(lineage: Lineage) -> dict[str, str]:
     """The `lineage.kiln.dev/…` annotations of a ModelVersion."""
     annotations = {
-        TRAINING_JOB: f"{lineage.namespace}/{lineage.training_job}",
-        TRAINING_JOB_UID: lineage.training_job_uid,
-        RUN: str(lineage.run),
-        DATASET: f"{lineage.dataset_uri}@sha256:{lineage.dataset_sha256}",
-        TRAINER_IMAGE: lineage.trainer_image,
-        PARAMS_HASH: lineage.params_hash,
-        SEED: str(lineage.seed),
+        wire.LINEAGE_TRAINING_JOB: f"{lineage.namespace}/{lineage.training_job}",
+        wire.LINEAGE_TRAINING_JOB_UID: lineage.training_job_uid,
+        wire.LINEAGE_RUN: str(lineage.run),
+        wire.LINEAGE_DATASET: f"{lineage.dataset_uri}@sha256:{lineage.dataset_sha256}",
+        wire.LINEAGE_TRAINER_IMAGE: lineage.trainer_image,
+        wire.LINEAGE_PARAMS_HASH: lineage.params_hash,
+        wire.LINEAGE_SEED: str(lineage.seed),
     }
     if lineage.estimator:
-        annotations[ESTIMATOR] = lineage.estimator
+        annotations[wire.LINEAGE_ESTIMATOR] = lineage.estimator
     if lineage.params is not None:
         text = canonical_json(lineage.params)
         if len(text) <= MAX_PARAMS_ANNOTATION:
-            annotations[PARAMS] = text
+            annotations[wire.LINEAGE_PARAMS] = text
     if lineage.parent_version:
-        annotations[PARENT_VERSION] = lineage.parent_version
+        annotations[wire.LINEAGE_PARENT_VERSION] = lineage.parent_version
     return annotations
 
 
 def parse_lineage(annotations: dict[str, str]) -> Lineage:
     """Read the annotations back (KeyError/ValueError when they are incomplete)."""
-    namespace, _, name = annotations[TRAINING_JOB].partition("/")
-    dataset_uri, _, digest = annotations[DATASET].rpartition("@")
-    params_text = annotations.get(PARAMS)
+    namespace, _, name = annotations[wire.LINEAGE_TRAINING_JOB].partition("/")
+    dataset_uri, _, digest = annotations[wire.LINEAGE_DATASET].rpartition("@")
+    params_text = annotations.get(wire.LINEAGE_PARAMS)
     return Lineage(
         namespace=namespace,
         training_job=name,
-        training_job_uid=annotations[TRAINING_JOB_UID],
-        run=int(annotations[RUN]),
+        training_job_uid=annotations[wire.LINEAGE_TRAINING_JOB_UID],
+        run=int(annotations[wire.LINEAGE_RUN]),
         dataset_uri=dataset_uri,
         dataset_sha256=digest.removeprefix("sha256:"),
-        trainer_image=annotations[TRAINER_IMAGE],
-        estimator=annotations.get(ESTIMATOR),
+        trainer_image=annotations[wire.LINEAGE_TRAINER_IMAGE],
+        estimator=annotations.get(wire.LINEAGE_ESTIMATOR),
         params=json.loads(params_text) if params_text is not None else None,
-        params_hash=annotations[PARAMS_HASH],
-        seed=int(annotations[SEED]),
-        parent_version=annotations.get(PARENT_VERSION),
+        params_hash=annotations[wire.LINEAGE_PARAMS_HASH],
+        seed=int(annotations[wire.LINEAGE_SEED]),
+        parent_version=annotations.get(wire.LINEAGE_PARENT_VERSION),
     )

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from kiln.api.common import API_VERSION
 from kiln.api.model_version import (
     Approval,
     ModelVersion,
@@ -24,33 +23,23 @@ from kiln.api.model_version import (
     TrainingData,
     version_name,
 )
+from kiln.api.wire import (
+    API_VERSION,
+    APPROVED,
+    MODEL_LABEL,
+    PART_OF,
+    PART_OF_LABEL,
+    RUN_LABEL,
+    TRAINING_JOB_LABEL,
+    TRAINING_JOB_UID_LABEL,
+    VERSION_LABEL,
+)
 from kiln.core import conditions as cond
+from kiln.core.approval import Baseline
 from kiln.core.lineage import Lineage, lineage_annotations
 from kiln.core.training import TrainerSuccess, bounded_name
 
-MODEL_LABEL = "kiln.dev/model"
-TRAINING_JOB_LABEL = "kiln.dev/training-job"
-TRAINING_JOB_UID_LABEL = "kiln.dev/training-job-uid"
-RUN_LABEL = "kiln.dev/run"
-VERSION_LABEL = "kiln.dev/version"
-APPROVED_CONDITION = "Approved"
-
 MAX_LABEL_VALUE = 63
-
-__all__ = [
-    "MODEL_LABEL",
-    "RUN_LABEL",
-    "TRAINING_JOB_LABEL",
-    "TRAINING_JOB_UID_LABEL",
-    "VERSION_LABEL",
-    "label_value",
-    "latest_approved",
-    "model_version_manifest",
-    "next_version",
-    "parse_version",
-    "registered_for_run",
-    "version_name",
-]
 
 
 def label_value(name: str) -> str:
@@ -89,6 +78,18 @@ def latest_approved(versions: Sequence[ModelVersion], model: str) -> ModelVersio
         v for v in versions if v.spec.model == model and v.status.approval.state == "Approved"
     ]
     return max(approved, key=lambda v: v.spec.version, default=None)
+
+
+def approval_baseline(version: ModelVersion, versions: Sequence[ModelVersion]) -> Baseline | None:
+    """What the registration policy compares `version` with: the newest Approved version
+    of the same model numbered below it (a later version never judges an earlier one)."""
+    earlier = [
+        v
+        for v in versions
+        if v.metadata.name != version.metadata.name and v.spec.version < version.spec.version
+    ]
+    found = latest_approved(earlier, version.spec.model)
+    return Baseline(found.metadata.name or "", found.spec.metrics) if found is not None else None
 
 
 def model_version_manifest(
@@ -130,7 +131,7 @@ def model_version_manifest(
                 TRAINING_JOB_LABEL: label_value(lineage.training_job),
                 TRAINING_JOB_UID_LABEL: lineage.training_job_uid,
                 RUN_LABEL: str(lineage.run),
-                "app.kubernetes.io/part-of": "kiln",
+                PART_OF_LABEL: PART_OF,
             },
             "annotations": lineage_annotations(lineage),
         },
@@ -155,7 +156,7 @@ def approval_conditions(
     reason = {"Approved": "Approved", "Rejected": "Rejected"}.get(state, "PendingApproval")
     conditions = cond.set_condition(
         conditions,
-        APPROVED_CONDITION,
+        APPROVED,
         condition_status,  # type: ignore[arg-type]
         reason,
         approval.reason or "",
@@ -168,4 +169,4 @@ def approval_conditions(
 
 
 def policy_applied(version: ModelVersion) -> bool:
-    return cond.find(version.status.conditions, APPROVED_CONDITION) is not None
+    return cond.find(version.status.conditions, APPROVED) is not None

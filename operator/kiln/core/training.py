@@ -36,6 +36,7 @@ OUT_OF_MEMORY = "OOMKilled"
 INVALID_RESULT = "InvalidResult"
 POD_EVICTED = "Evicted"
 SUCCEEDED = "Succeeded"
+ATTEMPT_STARTED = "AttemptStarted"
 
 # The trainer's exit codes (kiln.trainer.errors.Reason): (reason, retryable). The exit code
 # still tells why when the termination message is lost.
@@ -415,7 +416,7 @@ def _create_attempt(
         replace_run(run, phase="Pending", attempts=attempt, pod=name, next_attempt_time=None),
         [CreatePod(name, attempt, remaining)],
         requeue_after=_until(run_deadline, now),
-        event=("AttemptStarted", f"created pod {name} for attempt {attempt}"),
+        event=(ATTEMPT_STARTED, f"created pod {name} for attempt {attempt}"),
     )
 
 

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from kiln.api.common import Condition
 from kiln.api.training_job import RunRecord, TrainingJob, TrainingJobStatus
+from kiln.api.wire import RETRAIN_ANNOTATION, RETRAIN_HANDLED_ANNOTATION
 from kiln.core import conditions as cond
 from kiln.core.lineage import params_hash
 from kiln.core.schedule import (
@@ -27,16 +28,21 @@ from kiln.core.schedule import (
     runs_to_prune,
     schedule_error,
 )
-
-RETRAIN_ANNOTATION = "kiln.dev/retrain"
-RETRAIN_HANDLED_ANNOTATION = "kiln.dev/retrain-handled"
+from kiln.core.training import ATTEMPT_STARTED, SUCCEEDED
 
 # Reasons of the job-level conditions and Events.
-INVALID_SPEC = "InvalidSpec"
 REPLACED = "Replaced"
 SKIPPED = "RunSkipped"
 RUN_STARTED = "RunStarted"
 SUSPENDED = "Suspended"
+
+# Events of these reasons are Normal: a run starting, progressing or succeeding. Every other
+# reason (a failed or retried attempt, a skipped trigger, a cancelled run) is a Warning.
+NORMAL_REASONS = frozenset({SUCCEEDED, ATTEMPT_STARTED, "Pending", "Running", RUN_STARTED})
+
+# A requeue lands this much after the moment it waits for, so that the pass at that moment
+# sees the deadline or backoff as past rather than a few microseconds early.
+REQUEUE_MARGIN_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -262,3 +268,31 @@ def requeue_delay(
     if next_check is not None:
         seconds.append(max((next_check - now).total_seconds(), 0.0))
     return max(min(seconds), 0.0) if seconds else None
+
+
+def is_warning(reason: str) -> bool:
+    """Whether an Event of this reason is a Warning (see NORMAL_REASONS)."""
+    return reason not in NORMAL_REASONS
+
+
+def run_started_event(run: RunRecord) -> tuple[str, str]:
+    return RUN_STARTED, f"run {run.run} started (trigger: {run.trigger})"
+
+
+def run_replaced_event(run: RunRecord) -> tuple[str, str]:
+    return REPLACED, f"run {run.run} cancelled: a new run replaces it"
+
+
+def run_event(run: RunRecord, reason: str, message: str) -> tuple[str, str]:
+    """The Event of a run's step, naming the run and, once registered, its ModelVersion."""
+    if reason == SUCCEEDED and run.model_version:
+        message = f"{message}; registered {run.model_version}"
+    return reason, f"run {run.run}: {message}"
+
+
+def next_look(
+    delays: list[timedelta | None], next_check: datetime | None, now: datetime
+) -> float | None:
+    """Seconds until the reconcile must look again (None: only when something changes)."""
+    delay = requeue_delay(delays, next_check, now)
+    return None if delay is None else delay + REQUEUE_MARGIN_SECONDS

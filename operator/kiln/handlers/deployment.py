@@ -1,21 +1,21 @@
-"""ModelDeployment handlers: thin adapters around `kiln.core.canary.step`.
+"""ModelDeployment -> serving Deployments, Service and route: observe, ask `kiln.core`, apply.
 
-Watch events of ModelDeployments, of the Deployments and pods they own, and of
-ModelVersions (a newly Approved version pokes every ModelDeployment following its model)
-only enqueue a key; `DeploymentController.reconcile` then observes the world, asks the pure
-state machine what to do, runs the Prometheus queries it asks for, and applies the
-decision: Deployments and Service created or patched (owner references, idempotent),
-one-shot command annotations removed, status written, Events posted, metrics updated.
+Everything around one pass (the watch, the queue, the cache, status writes, the error
+path) is the chassis (`kiln.handlers.chassis`). Watch events of ModelDeployments, of the
+Deployments and pods they own, and of ModelVersions (a newly Approved version pokes every
+ModelDeployment following its model) only enqueue a key. One pass observes the world, asks
+the pure state machine (`kiln.core.canary.step`) what to do, runs the Prometheus queries
+it asks for, and applies the decision: Deployments and Service created or patched (owner
+references, idempotent), one-shot command annotations removed, status written, Events
+posted, metrics updated.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import kopf
@@ -23,47 +23,41 @@ from pydantic import ValidationError
 
 from kiln.api.model_deployment import ModelDeployment, ModelDeploymentStatus
 from kiln.api.model_version import ModelVersion
+from kiln.api.validation import validation_message
+from kiln.api.wire import INVALID_SPEC, MODEL_DEPLOYMENT_LABEL, NAME_CONFLICT
 from kiln.builders import serving
 from kiln.core import canary
-from kiln.core.conditions import mark_stalled
-from kiln.core.registry import latest_approved
+from kiln.core.failures import Failure
+from kiln.handlers.chassis import (
+    Controller,
+    Key,
+    Stalled,
+    controller_in,
+    key_of,
+    owner_keys,
+    utcnow,
+)
+from kiln.handlers.observations import observe_track
 from kiln.k8s.client import (
+    DEPLOYMENTS,
+    HTTP_ROUTES,
+    MODEL_DEPLOYMENTS,
     MODEL_VERSIONS,
     POD_DISRUPTION_BUDGETS,
     PODS,
+    SERVICES,
     ApiError,
     KubeClient,
     Resource,
 )
-from kiln.k8s.events import post_event
-from kiln.k8s.validation import validation_message
-from kiln.k8s.workqueue import WorkQueue, run_workers, stop_workers
-from kiln.metrics import RECONCILE_DURATION, RECONCILE_ERRORS
-from kiln.metrics import canary as canary_metrics
-from kiln.metrics.prometheus_query import PrometheusClient
+from kiln.services.prometheus import PrometheusClient
 from kiln.settings import OperatorSettings
+from kiln.telemetry import rollouts
 
 logger = logging.getLogger(__name__)
 
-MODEL_DEPLOYMENTS = Resource("kiln.dev", "v1alpha1", "modeldeployments")
-DEPLOYMENTS = Resource("apps", "v1", "deployments")
-SERVICES = Resource("", "v1", "services")
-HTTP_ROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
 KIND = "ModelDeployment"
-
-Key = tuple[str, str]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def status_patch(status: ModelDeploymentStatus) -> dict[str, Any]:
-    """The whole status as a merge patch: fields that became empty are removed (null)."""
-    wire = status.to_wire()
-    for name, info in ModelDeploymentStatus.model_fields.items():
-        wire.setdefault(info.alias or name, None)
-    return {"status": wire}
+MEMO_KEY = "deployment_controller"
 
 
 def contains(current: Any, desired: Any) -> bool:
@@ -81,43 +75,25 @@ def contains(current: Any, desired: Any) -> bool:
     return bool(current == desired)
 
 
-class OwnershipError(Exception):
-    """An object with the name we need exists and is not ours."""
-
-
-def resolve_target(md: ModelDeployment, versions: list[ModelVersion]) -> canary.Target:
-    """The version to serve: the pinned one, or the newest Approved version of the model."""
-    spec = md.spec
-    if spec.model_version is not None:
-        found = next((v for v in versions if v.metadata.name == spec.model_version), None)
-        if found is None:
-            return canary.Target(
-                None, "ModelVersionNotFound", f"ModelVersion {spec.model_version} does not exist"
-            )
-        if found.status.approval.state == "Rejected":
-            return canary.Target(
-                None, "ModelVersionRejected", f"ModelVersion {spec.model_version} is Rejected"
-            )
-        return canary.Target(found.metadata.name)
-    newest = latest_approved(versions, spec.model)
-    if newest is None:
-        return canary.Target(
-            None, "NoApprovedVersion", f"no Approved ModelVersion of {spec.model} yet"
-        )
-    return canary.Target(newest.metadata.name)
-
-
-@dataclass
-class DeploymentController:
+class DeploymentController(Controller):
     """Reconciles ModelDeployments; one instance per operator process."""
 
-    client: KubeClient
-    settings: OperatorSettings
-    prometheus: PrometheusClient
-    clock: Callable[[], datetime] = utcnow
-    queue: WorkQueue[Key] = field(default_factory=WorkQueue)
-    # ModelDeployment -> the model it serves (to find who follows a ModelVersion).
-    models: dict[Key, str] = field(default_factory=dict)
+    kind = KIND
+    resource = MODEL_DEPLOYMENTS
+    status_type = ModelDeploymentStatus
+
+    def __init__(
+        self,
+        client: KubeClient,
+        settings: OperatorSettings,
+        prometheus: PrometheusClient,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        super().__init__(client, settings, clock=clock, workers=max(1, settings.workers // 4))
+        self.prometheus = prometheus
+        # ModelDeployment -> the model it serves (to find who follows a ModelVersion).
+        self.models: dict[Key, str] = {}
 
     @property
     def defaults(self) -> serving.ServingDefaults:
@@ -125,57 +101,53 @@ class DeploymentController:
             image=self.settings.server_image, s3_endpoint=self.settings.s3_endpoint
         )
 
-    async def run(self) -> None:
-        await run_workers(self.queue, self._timed_reconcile, max(1, self.settings.workers // 4))
+    async def stop(self) -> None:
+        await super().stop()
+        await self.prometheus.close()
 
-    async def _timed_reconcile(self, key: Key) -> float | None:
-        started = time.perf_counter()
-        try:
-            return await self.reconcile(key)
-        except Exception:
-            RECONCILE_ERRORS.labels(KIND).inc()
-            raise
-        finally:
-            RECONCILE_DURATION.labels(KIND).observe(time.perf_counter() - started)
+    def forget(self, key: Key) -> None:
+        self.models.pop(key, None)
+        rollouts.forget(*key)
+
+    def with_failure(self, status: Any, failure: Failure, generation: int | None) -> Any:
+        updated = super().with_failure(status, failure, generation)
+        if not failure.permanent:
+            return updated
+        return updated.model_copy(update={"reason": failure.reason, "message": failure.message})
 
     # -- watch plumbing ------------------------------------------------------------------
-    def model_deployment_changed(self, key: Key, body: Mapping[str, Any], deleted: bool) -> None:
-        if deleted:
-            self.models.pop(key, None)
-            self.queue.forget(key)
-            canary_metrics.forget(*key)
-            return
+    def enqueue(self, key: Key, body: Mapping[str, Any], *, deleted: bool = False) -> None:
         model = (body.get("spec") or {}).get("model")
-        if model:
+        if model and not deleted:
             self.models[key] = str(model)
-        self.queue.add(key)
+        super().enqueue(key, body, deleted=deleted)
 
     def model_version_changed(self, namespace: str, model: str) -> None:
         for (ns, name), followed in list(self.models.items()):
             if ns == namespace and followed == model:
                 self.queue.add((ns, name))
 
+    def serving_pod_changed(self, namespace: str, label: str | None) -> None:
+        """A serving pod changed: its ModelDeployment (found by the pod's label) looks."""
+        for ns, name in list(self.models):
+            if ns == namespace and serving.selector_labels(name)[MODEL_DEPLOYMENT_LABEL] == label:
+                self.queue.add((ns, name))
+
     # -- one pass ------------------------------------------------------------------------
     async def reconcile(self, key: Key) -> float | None:
         namespace, name = key
-        try:
-            raw = await self.client.get(MODEL_DEPLOYMENTS, namespace, name)
-        except ApiError as e:
-            if e.not_found:
-                self.models.pop(key, None)
-                self.queue.forget(key)
-                return None
-            raise
+        raw = await self.read(key)
+        if raw is None:
+            return None
         now = self.clock()
         try:
             md = ModelDeployment.model_validate(raw)
         except ValidationError as e:
-            await self._stall(raw, "InvalidSpec", validation_message(e), now)
-            return None
+            raise Stalled(INVALID_SPEC, validation_message(e), resync=None) from e
         self.models[key] = md.spec.model
 
         versions = await self._versions(namespace)
-        target = resolve_target(md, versions)
+        target = canary.resolve_target(md, versions)
         tracks = {track: await self._observe(md, track) for track in serving.TRACKS}
         observations = canary.Observations(
             namespace=namespace,
@@ -190,23 +162,20 @@ class DeploymentController:
         if decision.analysis is not None:
             results = await self.prometheus.query_many(decision.analysis.queries)
             now = self.clock()
-            decision = canary.step(md.spec, md.status, _with_analysis(observations, results), now)
+            observations = replace(observations, analysis=dict(results))
+            decision = canary.step(md.spec, md.status, observations, now)
         by_name = {v.metadata.name: v for v in versions if v.metadata.name}
         try:
-            await self._apply(md, decision.actions, by_name)
-        except OwnershipError as e:
-            await self._stall(raw, "NameConflict", str(e), now)
-            return canary.STALLED_RESYNC_SECONDS
-        await self.client.patch(
-            MODEL_DEPLOYMENTS, namespace, name, status_patch(decision.status), subresource="status"
-        )
+            await self._apply(key, md, decision.actions, by_name)
+        except serving.ServingBuildError as e:
+            raise Stalled(INVALID_SPEC, str(e), resync=None) from e
+        if decision.status != md.status and not await self.write_status(key, raw, decision.status):
+            return 0.0
         for event in decision.events:
-            await post_event(
-                self.client, raw, event.reason, event.message, warning=event.type == "Warning"
-            )
-        canary_metrics.record_status(namespace, name, decision.status)
+            self.post_event(raw, event.reason, event.message, warning=event.type == "Warning")
+        rollouts.record_status(namespace, name, decision.status)
         fresh = [r for r in decision.status.analysis if r not in md.status.analysis]
-        canary_metrics.record_analysis(namespace, name, fresh)
+        rollouts.record_analysis(namespace, name, fresh)
         return decision.requeue_after
 
     async def _versions(self, namespace: str) -> list[ModelVersion]:
@@ -230,16 +199,15 @@ class DeploymentController:
                 return canary.TrackObservation()
             raise
         pods = await self.client.list(PODS, namespace, labels=serving.selector_labels(name, track))
-        return serving.observe_track(deployment, pods)
+        return observe_track(deployment, pods)
 
     async def _apply(
         self,
+        key: Key,
         md: ModelDeployment,
         actions: list[canary.Action],
         versions: dict[str, ModelVersion],
     ) -> None:
-        namespace = md.metadata.namespace or "default"
-        name = md.metadata.name or ""
         gateway = md.spec.gateway is not None
         await self._ensure(SERVICES, serving.service(md))
         for track in serving.TRACKS:
@@ -255,12 +223,7 @@ class DeploymentController:
                     HTTP_ROUTES, serving.http_route(md, action.stable, action.canary)
                 )
             elif isinstance(action, canary.RemoveAnnotation):
-                await self.client.patch(
-                    MODEL_DEPLOYMENTS,
-                    namespace,
-                    name,
-                    {"metadata": {"annotations": {action.key: None}}},
-                )
+                await self.patch_metadata(key, {"annotations": {action.key: None}})
 
     async def _apply_track(
         self,
@@ -285,19 +248,10 @@ class DeploymentController:
             if e.not_found:
                 return
             raise
-        self._check_owner(md, current)
+        _check_owner(md.metadata.uid, current)
         if (current.get("spec") or {}).get("replicas") != action.replicas:
             await self.client.patch(
                 DEPLOYMENTS, namespace, deployment_name, serving.scale_patch(action.replicas)
-            )
-
-    def _check_owner(self, md: ModelDeployment, current: Mapping[str, Any]) -> None:
-        owners = (current.get("metadata") or {}).get("ownerReferences") or []
-        if not any(o.get("uid") == md.metadata.uid for o in owners):
-            meta = current.get("metadata") or {}
-            raise OwnershipError(
-                f"{current.get('kind', 'object')} {meta.get('name')} exists and is not owned "
-                f"by ModelDeployment {md.metadata.name}: rename or delete it"
             )
 
     async def _ensure(self, resource: Resource, manifest: dict[str, Any]) -> None:
@@ -316,116 +270,85 @@ class DeploymentController:
                 if not conflict.conflict:
                     raise
                 current = await self.client.get(resource, namespace, name)
-        owners = (current.get("metadata") or {}).get("ownerReferences") or []
-        uid = meta["ownerReferences"][0]["uid"]
-        if not any(o.get("uid") == uid for o in owners):
-            raise OwnershipError(
-                f"{manifest['kind']} {name} exists and is not owned by this ModelDeployment: "
-                "rename or delete it"
-            )
+        _check_owner(meta["ownerReferences"][0]["uid"], current)
         desired = {k: manifest[k] for k in ("metadata", "spec")}
         desired["metadata"] = {k: meta[k] for k in ("labels", "annotations") if k in meta}
         if not contains(current, desired):
             await self.client.patch(resource, namespace, name, desired)
 
-    async def _stall(self, raw: dict[str, Any], reason: str, message: str, now: datetime) -> None:
-        meta = raw.get("metadata") or {}
-        try:
-            status = ModelDeploymentStatus.model_validate(raw.get("status") or {})
-        except ValidationError:
-            status = ModelDeploymentStatus()
-        generation = meta.get("generation")
-        status.observed_generation = generation
-        status.message = message[:4096]
-        status.reason = reason
-        status.conditions = mark_stalled(status.conditions, reason, message, now, generation)
-        await self.client.patch(
-            MODEL_DEPLOYMENTS,
-            meta.get("namespace") or "default",
-            meta["name"],
-            status_patch(status),
-            subresource="status",
+
+def _check_owner(uid: str | None, current: Mapping[str, Any]) -> None:
+    """An object with the name we need exists and is not ours: a person must sort it out."""
+    meta = current.get("metadata") or {}
+    if not any(o.get("uid") == uid for o in meta.get("ownerReferences") or []):
+        raise Stalled(
+            NAME_CONFLICT,
+            f"{current.get('kind', 'object')} {meta.get('name')} exists and is not owned by "
+            "this ModelDeployment: rename or delete it",
+            resync=canary.STALLED_RESYNC_SECONDS,
         )
-        await post_event(self.client, raw, reason, message, warning=True)
 
 
-def _with_analysis(
-    observations: canary.Observations, results: Mapping[str, Any]
-) -> canary.Observations:
-    from dataclasses import replace
-
-    return replace(observations, analysis=dict(results))
+# -- kopf wiring: watch events only enqueue keys -----------------------------------------
 
 
-# -- kopf wiring -------------------------------------------------------------------------
-
-_controller: DeploymentController | None = None
-_tasks: list[asyncio.Task[None]] = []
-
-
-def controller() -> DeploymentController | None:
-    return _controller
+def deployment_controller(memo: kopf.Memo) -> DeploymentController | None:
+    return controller_in(memo, MEMO_KEY, DeploymentController)
 
 
 @kopf.on.startup()
-async def start_deployment_controller(**_: Any) -> None:
-    global _controller
-    settings = OperatorSettings.from_env()
-    _controller = DeploymentController(
-        KubeClient.from_config(), settings, PrometheusClient(settings.prometheus_url)
-    )
-    _tasks.append(asyncio.get_running_loop().create_task(_controller.run()))
+async def start_deployment_controller(memo: kopf.Memo, **_: Any) -> None:
+    # A controller already in the memo (a test's, with its own client) is used as it is.
+    controller = deployment_controller(memo)
+    if controller is None:
+        settings = OperatorSettings.from_env()
+        controller = DeploymentController(
+            KubeClient.from_config(), settings, PrometheusClient(settings.prometheus_url)
+        )
+        memo[MEMO_KEY] = controller
+    controller.start()
 
 
 @kopf.on.cleanup()
-async def stop_deployment_controller(**_: Any) -> None:
-    global _controller
-    if _controller is None:
-        return
-    await stop_workers(_controller.queue, _tasks)
-    await _controller.client.close()
-    await _controller.prometheus.close()
-    _controller = None
+async def stop_deployment_controller(memo: kopf.Memo, **_: Any) -> None:
+    controller = deployment_controller(memo)
+    if controller is not None:
+        await controller.stop()
+        memo.pop(MEMO_KEY, None)
 
 
 @kopf.on.event("kiln.dev", "v1alpha1", "modeldeployments")
 async def model_deployment_event(
-    type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any
+    type: str, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
-    if _controller is not None:
-        _controller.model_deployment_changed(
-            (namespace or "default", name), body, deleted=type == "DELETED"
-        )
+    controller = deployment_controller(memo)
+    if controller is not None:
+        controller.enqueue(key_of(namespace, name), body, deleted=type == "DELETED")
 
 
 @kopf.on.event("kiln.dev", "v1alpha1", "modelversions")
-async def model_version_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+async def model_version_event(
+    body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    controller = deployment_controller(memo)
     model = (body.get("spec") or {}).get("model")
-    if _controller is not None and model:
-        _controller.model_version_changed(namespace or "default", str(model))
+    if controller is not None and model:
+        controller.model_version_changed(namespace or "default", str(model))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={serving.MODEL_DEPLOYMENT_LABEL: kopf.PRESENT})
-async def serving_deployment_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
-    _poke_owner(body, namespace)
+@kopf.on.event("apps", "v1", "deployments", labels={MODEL_DEPLOYMENT_LABEL: kopf.PRESENT})
+async def serving_deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    controller = deployment_controller(memo)
+    if controller is not None:
+        for key in owner_keys(body, KIND):
+            controller.queue.add(key)
 
 
-@kopf.on.event("", "v1", "pods", labels={serving.MODEL_DEPLOYMENT_LABEL: kopf.PRESENT})
-async def serving_pod_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
-    if _controller is None:
-        return
-    label = (body.get("metadata", {}).get("labels") or {}).get(serving.MODEL_DEPLOYMENT_LABEL)
-    for ns, name in list(_controller.models):
-        if (
-            ns == (namespace or "default")
-            and serving.selector_labels(name)[serving.MODEL_DEPLOYMENT_LABEL] == label
-        ):
-            _controller.queue.add((ns, name))
-
-
-def _poke_owner(body: Mapping[str, Any], namespace: str | None) -> None:
-    if _controller is None:
-        return
-    for owner in (body.get("metadata") or {}).get("ownerReferences") or []:
-        if owner.get("kind") == KIND and str(owner.get("apiVersion", "")).startswith("kiln.dev/"):
-            _controller.queue.add((namespace or "default", owner["name"]))
+@kopf.on.event("", "v1", "pods", labels={MODEL_DEPLOYMENT_LABEL: kopf.PRESENT})
+async def serving_pod_event(
+    body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    controller = deployment_controller(memo)
+    if controller is not None:
+        label = (body.get("metadata", {}).get("labels") or {}).get(MODEL_DEPLOYMENT_LABEL)
+        controller.serving_pod_changed(namespace or "default", label)

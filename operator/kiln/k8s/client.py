@@ -27,11 +27,17 @@ MERGE_PATCH = "application/merge-patch+json"
 class ApiError(Exception):
     """A non-2xx answer from the apiserver."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
+    def __init__(self, status: int, reason: str, message: str, request: str = "") -> None:
+        super().__init__(
+            f"{request}: {status} {reason}: {message}"
+            if request
+            else f"{status} {reason}: {message}"
+        )
         self.status = status
         self.reason = reason
         self.message = message
+        # What was asked ("POST /api/v1/namespaces/prod/services"), so a failure names it.
+        self.request = request
 
     @property
     def not_found(self) -> bool:
@@ -69,6 +75,10 @@ EVENTS = Resource("", "v1", "events")
 POD_DISRUPTION_BUDGETS = Resource("policy", "v1", "poddisruptionbudgets")
 TRAINING_JOBS = Resource("kiln.dev", "v1alpha1", "trainingjobs")
 MODEL_VERSIONS = Resource("kiln.dev", "v1alpha1", "modelversions")
+MODEL_DEPLOYMENTS = Resource("kiln.dev", "v1alpha1", "modeldeployments")
+DEPLOYMENTS = Resource("apps", "v1", "deployments")
+SERVICES = Resource("", "v1", "services")
+HTTP_ROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
 
 
 @dataclass
@@ -172,7 +182,7 @@ class KubeClient:
                     message = status.get("message", text)
                 except ValueError:
                     pass
-                raise ApiError(response.status, str(reason), str(message))
+                raise ApiError(response.status, str(reason), str(message), f"{method} {path}")
             return json.loads(text) if text else {}
 
     # --- verbs ---------------------------------------------------------------------------

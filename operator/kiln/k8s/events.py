@@ -6,13 +6,15 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from kiln.k8s.client import EVENTS, ApiError, KubeClient
 
 logger = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
 
 COMPONENT = "kiln-operator"
 MAX_EVENT_MESSAGE = 1024
@@ -143,3 +145,23 @@ class EventPoster:
         await self.drain()
         for task in list(self._tasks):
             task.cancel()
+
+
+class RateLimiter(Generic[K]):
+    """Lets a key through at most once per `window` seconds (the same failure, again and
+    again, is one Event per window rather than one per retry)."""
+
+    def __init__(self, window: float, max_keys: int = 10000) -> None:
+        self.window = window
+        self.max_keys = max_keys
+        self._last: dict[K, float] = {}
+
+    def allow(self, key: K, now: float) -> bool:
+        last = self._last.get(key)
+        if last is not None and now - last < self.window:
+            return False
+        if len(self._last) >= self.max_keys:
+            # Forget the windows that are over; a key seen again just passes once more.
+            self._last = {k: t for k, t in self._last.items() if now - t < self.window}
+        self._last[key] = now
+        return True

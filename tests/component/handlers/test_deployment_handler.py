@@ -14,14 +14,15 @@ from typing import Any
 import pytest
 
 from kiln.core.analysis import REQUESTS_KEY, QueryResult
-from kiln.handlers.deployment import (
+from kiln.handlers.deployment import DeploymentController, contains
+from kiln.k8s.client import (
     DEPLOYMENTS,
     MODEL_DEPLOYMENTS,
+    MODEL_VERSIONS,
     SERVICES,
-    DeploymentController,
-    contains,
+    Credentials,
+    KubeClient,
 )
-from kiln.k8s.client import MODEL_VERSIONS, Credentials, KubeClient
 from kiln.settings import OperatorSettings
 
 pytestmark = pytest.mark.component
@@ -168,7 +169,9 @@ async def test_first_version_then_canary_then_promotion(
     await c.client.create(MODEL_VERSIONS, NS, model_version(2))
     c.model_version_changed(NS, "iris")
     assert len(c.queue) == 1
-    await c.reconcile((NS, "iris"))
+    key = await c.queue.get()
+    await c.reconcile(key)
+    c.queue.done(key)
     assert await names(c, DEPLOYMENTS) == ["iris-canary", "iris-stable"]
     canary = await c.client.get(DEPLOYMENTS, NS, "iris-canary")
     stable = await c.client.get(DEPLOYMENTS, NS, "iris-stable")
@@ -220,6 +223,8 @@ async def test_first_version_then_canary_then_promotion(
     canary = await c.client.get(DEPLOYMENTS, NS, "iris-canary")
     assert stable["spec"]["template"]["metadata"]["labels"]["kiln.dev/model-version"] == "iris-v2"
     assert (stable["spec"]["replicas"], canary["spec"]["replicas"]) == (2, 0)
+    await restarted.events.drain()
+    await c.events.drain()
     reasons = event_reasons(kmock)
     for reason in ("Deploying", "Serving", "RolloutStarted", "AnalysisInconclusive", "Promoted"):
         assert reason in reasons
@@ -261,7 +266,7 @@ async def test_a_foreign_object_with_our_name_stalls(
         NS,
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "iris-stable"}},
     )
-    await c.reconcile((NS, "iris"))
+    await c.reconcile_reporting_failures((NS, "iris"))
     status = await md_status(c)
     assert status["reason"] == "NameConflict"
     assert {x["type"]: x["reason"] for x in status["conditions"]}["Stalled"] == "NameConflict"
@@ -284,9 +289,9 @@ async def test_deleted_model_deployment_is_forgotten(
     world: tuple[DeploymentController, Any],
 ) -> None:
     c, _ = world
-    c.model_deployment_changed((NS, "iris"), MODEL_DEPLOYMENT, deleted=False)
+    c.enqueue((NS, "iris"), MODEL_DEPLOYMENT)
     assert c.models == {(NS, "iris"): "iris"}
-    c.model_deployment_changed((NS, "iris"), MODEL_DEPLOYMENT, deleted=True)
+    c.enqueue((NS, "iris"), MODEL_DEPLOYMENT, deleted=True)
     assert c.models == {}
 
 

@@ -155,8 +155,11 @@ async def test_the_watchs_body_replaces_the_get_and_own_echoes_need_no_pass(
     body = await client.create(TRAINING_JOBS, "ml", training_job())
     body["metadata"]["resourceVersion"] = "10"
     c = controller(client)
-    assert c.job_changed(("ml", "iris"), body)  # the creation: a pass is needed
-    await c.reconcile(("ml", "iris"))
+    c.enqueue(("ml", "iris"), body)
+    assert len(c.queue) == 1  # the creation: a pass is needed
+    key = await c.queue.get()
+    await c.reconcile(key)
+    c.queue.done(key)
     assert requests_to(kmock, "GET", "/trainingjobs/iris") == 0  # the watch's copy was used
     (pod,) = await client.list(PODS, "ml")
     assert pod["metadata"]["name"] == "iris-1-1"
@@ -167,7 +170,7 @@ async def test_the_watchs_body_replaces_the_get_and_own_echoes_need_no_pass(
     assert not c.pod_changed("MODIFIED", scheduled)
     assert c.pod_changed("MODIFIED", {**pod, "status": {"phase": "Running"}})
     assert c.pod_changed("DELETED", pod)
-    await c.events.drain()  # type: ignore[union-attr]
+    await c.events.drain()
     assert requests_to(kmock, "POST", "/events") == 2  # RunStarted, AttemptStarted
 
 
@@ -177,8 +180,8 @@ async def test_a_copy_older_than_our_own_write_is_not_used(client: KubeClient, k
     c = controller(client)
     stale = await client.get(TRAINING_JOBS, "ml", "iris")
     stale["metadata"]["resourceVersion"] = "1"
-    c.observe(("ml", "iris"), stale)
-    c._known[("ml", "iris")] = 5  # as if a write of ours had produced version 5
+    c.cache.observe(("ml", "iris"), stale)
+    c.cache.learn(("ml", "iris"), {"metadata": {"resourceVersion": "5"}})  # as if we wrote 5
     await c.reconcile(("ml", "iris"))
     assert requests_to(kmock, "GET", "/trainingjobs/iris") == 2  # the test's and the pass's
     assert [p["metadata"]["name"] for p in await client.list(PODS, "ml")] == ["iris-1-1"]

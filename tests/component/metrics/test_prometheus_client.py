@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from kiln.metrics.prometheus_query import PrometheusClient
+from kiln.services.prometheus import PrometheusClient
 
 pytestmark = pytest.mark.component
 

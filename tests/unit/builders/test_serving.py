@@ -11,6 +11,7 @@ from kiln.api.model_version import ModelVersion
 from kiln.builders import serving
 from kiln.builders.serving import ServingDefaults
 from kiln.core.canary import TrackObservation
+from kiln.handlers.observations import observe_track, pod_messages
 from kiln.server.config import parse_config
 
 pytestmark = pytest.mark.unit
@@ -207,12 +208,12 @@ def _observed(deployment: dict[str, Any], **status: Any) -> dict[str, Any]:
 
 def test_observe_track_ready_and_rolling() -> None:
     d = serving.server_deployment(md(), "stable", mv(), 2, DEFAULTS)
-    done = serving.observe_track(_observed(d, replicas=2, updatedReplicas=2, readyReplicas=2))
+    done = observe_track(_observed(d, replicas=2, updatedReplicas=2, readyReplicas=2))
     assert done == TrackObservation(version="iris-v2", replicas=2, ready_replicas=2)
     assert done.ready_at("iris-v2", 2)
-    rolling = serving.observe_track(_observed(d, replicas=3, updatedReplicas=1, readyReplicas=2))
+    rolling = observe_track(_observed(d, replicas=3, updatedReplicas=1, readyReplicas=2))
     assert not rolling.rolled_out and not rolling.ready_at("iris-v2", 2)
-    assert serving.observe_track(None) == TrackObservation()
+    assert observe_track(None) == TrackObservation()
 
 
 def test_observe_track_reads_the_load_failure_of_current_pods() -> None:
@@ -234,10 +235,30 @@ def test_observe_track_reads_the_load_failure_of_current_pods() -> None:
         },
     }
     old = {**crashed, "metadata": {"annotations": {"kiln.dev/model-version": "iris-v1"}}}
-    seen = serving.observe_track(_observed(d, replicas=1), [crashed])
+    seen = observe_track(_observed(d, replicas=1), [crashed])
     assert seen.failure_reason == "IntegrityError"
     assert "does not match" in seen.failure_message
-    assert serving.observe_track(_observed(d, replicas=1), [old]).failure_reason is None
+    assert observe_track(_observed(d, replicas=1), [old]).failure_reason is None
+
+
+CRASH_LOG = '{"msg":"model not loaded","reason":"IntegrityError: sha256 mismatch"}'
+
+
+def test_pod_messages_reads_current_and_last_termination() -> None:
+    pods = [
+        {
+            "status": {
+                "containerStatuses": [
+                    {
+                        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                        "lastState": {"terminated": {"exitCode": 1, "message": CRASH_LOG}},
+                    }
+                ]
+            }
+        },
+        {"status": {}},
+    ]
+    assert pod_messages(pods) == [CRASH_LOG]
 
 
 def test_replicas_of_a_track_spread_over_nodes_of_the_same_revision() -> None:

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from kiln.cli.lineage import lineage_tree, training_pod_name
-from kiln.cli.registry import CliError
+from kiln.cli.versions import CliError
 
 pytestmark = pytest.mark.unit
 

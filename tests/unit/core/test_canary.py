@@ -229,23 +229,6 @@ def test_load_failure(texts: list[str], expected: tuple[str, str] | None) -> Non
         assert found[1].startswith(expected[1])
 
 
-def test_pod_messages_reads_current_and_last_termination() -> None:
-    pods = [
-        {
-            "status": {
-                "containerStatuses": [
-                    {
-                        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                        "lastState": {"terminated": {"exitCode": 1, "message": JSON_LOG}},
-                    }
-                ]
-            }
-        },
-        {"status": {}},
-    ]
-    assert canary.pod_messages(pods) == [JSON_LOG]
-
-
 # -- first deployment and steady state --------------------------------------------------
 
 

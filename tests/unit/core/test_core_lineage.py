@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from tests.support.builders import TrainingJobBuilder
 
+from kiln.api import wire
+from kiln.api.training_job import TrainingJob
 from kiln.core import lineage as lin
+from kiln.core.training import TrainerSuccess
 
 pytestmark = pytest.mark.unit
 
@@ -65,8 +69,8 @@ def test_annotations_round_trip() -> None:
 
 def test_first_version_has_no_parent_and_custom_command_no_estimator() -> None:
     annotations = lin.lineage_annotations(lineage(parent_version=None, estimator=None))
-    assert lin.PARENT_VERSION not in annotations
-    assert lin.ESTIMATOR not in annotations
+    assert wire.LINEAGE_PARENT_VERSION not in annotations
+    assert wire.LINEAGE_ESTIMATOR not in annotations
     assert lin.parse_lineage(annotations).parent_version is None
 
 
@@ -75,8 +79,8 @@ def test_huge_params_are_kept_as_hash_only() -> None:
     annotations = lin.lineage_annotations(
         lineage(params=params, params_hash=lin.params_hash(params))
     )
-    assert lin.PARAMS not in annotations
-    assert annotations[lin.PARAMS_HASH] == lin.params_hash(params)
+    assert wire.LINEAGE_PARAMS not in annotations
+    assert annotations[wire.LINEAGE_PARAMS_HASH] == lin.params_hash(params)
 
 
 def test_dataset_uri_with_at_sign_survives() -> None:
@@ -84,3 +88,39 @@ def test_dataset_uri_with_at_sign_survives() -> None:
     assert lin.parse_lineage(lin.lineage_annotations(original)).dataset_uri == (
         "https://u@host/data.csv"
     )
+
+
+def test_lineage_of_a_run_prefers_what_the_trainer_reports_it_used() -> None:
+    job = TrainingJob.model_validate(
+        TrainingJobBuilder("iris").uid("uid-1").params(C=1.0).spec(evaluation={"seed": 7}).obj()
+    )
+    report = {
+        "ok": True,
+        "artifact": {"uri": "s3://m/model.skops", "sha256": SHA},
+        "dataset": {"uri": "s3://d/iris.csv", "sha256": SHA},
+    }
+    from_spec = lin.lineage_of_run(
+        job, 2, TrainerSuccess.model_validate(report), "kiln/trainer:1", "iris-v1"
+    )
+    assert (from_spec.training_job, from_spec.training_job_uid, from_spec.run) == (
+        "iris",
+        "uid-1",
+        2,
+    )
+    assert (from_spec.params, from_spec.seed, from_spec.parent_version) == (
+        {"C": 1.0},
+        7,
+        "iris-v1",
+    )
+    assert from_spec.estimator == "sklearn.linear_model.LogisticRegression"
+    assert from_spec.params_hash == lin.params_hash({"C": 1.0})
+
+    resolved = {**report, "estimator": "sklearn.svm.SVC", "params": {"C": 1.0, "kernel": "rbf"}}
+    from_report = lin.lineage_of_run(
+        job, 2, TrainerSuccess.model_validate(resolved), "kiln/trainer:1", None
+    )
+    assert (from_report.estimator, from_report.params) == (
+        "sklearn.svm.SVC",
+        {"C": 1.0, "kernel": "rbf"},
+    )
+    assert from_report.params_hash == lin.params_hash({"C": 1.0, "kernel": "rbf"})

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from tests.support.crd_validation import validate
 
-from kiln.api import crdgen
+from kiln.api import crdgen, wire
 from kiln.api.model_version import ModelVersion
 from kiln.core import lineage as lin
 from kiln.core import registry as reg
@@ -68,9 +68,9 @@ def test_gaps_are_never_filled() -> None:
 
 
 def test_registered_for_run_finds_the_existing_version() -> None:
-    labels = {reg.TRAINING_JOB_UID_LABEL: "uid-1", reg.RUN_LABEL: "2"}
+    labels = {wire.TRAINING_JOB_UID_LABEL: "uid-1", wire.RUN_LABEL: "2"}
     existing = [
-        version("iris-v1", labels={**labels, reg.RUN_LABEL: "1"}),
+        version("iris-v1", labels={**labels, wire.RUN_LABEL: "1"}),
         version("iris-v2", labels=labels),
     ]
     found = reg.registered_for_run(existing, "uid-1", 2)
@@ -128,9 +128,9 @@ def test_model_version_manifest_is_valid_and_carries_lineage() -> None:
         model="iris", version=2, namespace="ml", result=result, lineage=lineage
     )
     assert manifest["metadata"]["name"] == "iris-v2"
-    assert manifest["metadata"]["labels"][reg.RUN_LABEL] == "2"
-    assert manifest["metadata"]["labels"][reg.TRAINING_JOB_UID_LABEL] == "uid-1"
-    assert manifest["metadata"]["annotations"][lin.PARENT_VERSION] == "iris-v1"
+    assert manifest["metadata"]["labels"][wire.RUN_LABEL] == "2"
+    assert manifest["metadata"]["labels"][wire.TRAINING_JOB_UID_LABEL] == "uid-1"
+    assert manifest["metadata"]["annotations"][wire.LINEAGE_PARENT_VERSION] == "iris-v1"
     spec = manifest["spec"]
     assert spec["artifact"]["sha256"] == "e" * 64
     assert spec["trainingData"] == {"uri": "s3://d/iris.csv", "sha256": SHA}
@@ -144,3 +144,18 @@ def test_model_version_manifest_is_valid_and_carries_lineage() -> None:
 
 def test_pending_approval() -> None:
     assert reg.pending_approval().state == "Pending"
+
+
+def test_the_approval_baseline_is_the_newest_approved_earlier_version() -> None:
+    versions = [
+        version("iris-v1", "Approved"),
+        version("iris-v2", "Rejected"),
+        version("iris-v3", "Approved"),
+        version("iris-v4"),
+        version("iris-v5", "Approved"),
+        version("other-v9", "Approved"),
+    ]
+    baseline = reg.approval_baseline(versions[3], versions)
+    assert baseline is not None and baseline.name == "iris-v3"
+    # A later Approved version never judges an earlier one; the first has nothing to beat.
+    assert reg.approval_baseline(versions[0], versions) is None

@@ -231,3 +231,45 @@ def test_requeue_delay_is_the_soonest() -> None:
     delays = [timedelta(seconds=30), None, timedelta(seconds=5)]
     assert t.requeue_delay(delays, T0 + timedelta(seconds=2), T0) == 2
     assert t.requeue_delay([None], None, T0) is None
+
+
+def test_the_next_look_lands_just_after_the_moment_it_waits_for() -> None:
+    # A pass exactly at a deadline would still see it as a few microseconds away.
+    soonest = t.next_look([timedelta(seconds=30), timedelta(seconds=5)], None, T0)
+    assert soonest == 5 + t.REQUEUE_MARGIN_SECONDS
+    assert t.next_look([None], None, T0) is None
+
+
+@pytest.mark.parametrize(
+    ("reason", "warning"),
+    [
+        ("RunStarted", False),
+        ("AttemptStarted", False),
+        ("Running", False),
+        ("Succeeded", False),
+        ("Retrying", True),
+        ("BackoffLimitExceeded", True),
+        ("DeadlineExceeded", True),
+        ("RunSkipped", True),
+        ("Replaced", True),
+        ("InvalidSpec", True),
+    ],
+)
+def test_only_progress_and_success_events_are_normal(reason: str, warning: bool) -> None:
+    assert t.is_warning(reason) is warning
+
+
+def test_run_events_name_the_run_and_the_registered_version() -> None:
+    registered = RunRecord(run=3, phase="Succeeded", model_version="iris-v7")
+    assert t.run_event(registered, "Succeeded", "training finished") == (
+        "Succeeded",
+        "run 3: training finished; registered iris-v7",
+    )
+    failed = RunRecord(run=3, phase="Failed")
+    assert t.run_event(failed, "DeadlineExceeded", "too slow") == (
+        "DeadlineExceeded",
+        "run 3: too slow",
+    )
+    started = RunRecord(run=4, phase="Pending", trigger="schedule")
+    assert t.run_started_event(started) == ("RunStarted", "run 4 started (trigger: schedule)")
+    assert t.run_replaced_event(started)[0] == "Replaced"

@@ -94,6 +94,7 @@ def _used_resources() -> set[tuple[str, str]]:
     found = set()
     for source in [
         *Path(ROOT, "operator/kiln/handlers").glob("*.py"),
+        *Path(ROOT, "operator/kiln/services").glob("*.py"),
         ROOT / "operator/kiln/k8s/client.py",
     ]:
         for group, _, plural in re.findall(

@@ -1,5 +1,5 @@
 """Alerts and dashboards: valid PromQL (promtool, built from the pinned Prometheus module),
-and every metric they name exists in the operator's registry (operator/kiln/metrics/)."""
+and every metric they name exists in the operator's registry (operator/kiln/telemetry/)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import yaml
 from prometheus_client import REGISTRY
 from tests.support.manifests import ROOT, find, kustomize, promtool
 
-import kiln.metrics
-import kiln.metrics.canary  # noqa: F401  (registers the canary metrics)
+import kiln.telemetry
+import kiln.telemetry.rollouts  # noqa: F401  (registers the rollout metrics)
 
 pytestmark = pytest.mark.unit
 

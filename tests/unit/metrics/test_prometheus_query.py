@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kiln.metrics.prometheus_query import parse_response
+from kiln.services.prometheus import parse_response
 
 pytestmark = pytest.mark.unit
 

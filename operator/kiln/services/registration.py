@@ -18,11 +18,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from kiln.api.model_version import Approval, ModelVersion
-from kiln.api.training_job import RegistrationPolicy, TrainingJob
-from kiln.core.approval import Baseline, evaluate_policy, headline_metric
-from kiln.core.lineage import Lineage, params_hash
+from kiln.api.training_job import TrainingJob
+from kiln.api.wire import MODEL_LABEL
+from kiln.core.approval import evaluate_policy, headline_metric
+from kiln.core.lineage import lineage_of_run
 from kiln.core.registry import (
-    MODEL_LABEL,
+    approval_baseline,
     approval_conditions,
     latest_approved,
     model_version_manifest,
@@ -83,20 +84,8 @@ async def register_run(
         names = [item.get("metadata", {}).get("name", "") for item in raw]
         number = next_version(model, names)
         parent = latest_approved(versions, model)
-        params = result.params if result.params is not None else job.spec.params
-        lineage = Lineage(
-            namespace=namespace,
-            training_job=job.metadata.name or "",
-            training_job_uid=uid,
-            run=run,
-            dataset_uri=result.dataset.uri,
-            dataset_sha256=result.dataset.sha256,
-            trainer_image=trainer_image,
-            estimator=result.estimator or job.spec.estimator,
-            params=params,
-            params_hash=params_hash(params),
-            seed=job.spec.evaluation.seed,
-            parent_version=parent.metadata.name if parent else None,
+        lineage = lineage_of_run(
+            job, run, result, trainer_image, parent.metadata.name if parent else None
         )
         manifest = model_version_manifest(
             model=model, version=number, namespace=namespace, result=result, lineage=lineage
@@ -123,17 +112,10 @@ async def _apply_policy(
     versions: list[ModelVersion],
     now: datetime,
 ) -> Approval:
-    policy: RegistrationPolicy = job.spec.registration
-    others = [v for v in versions if v.metadata.name != version.metadata.name]
-    baseline_version = latest_approved(
-        [v for v in others if v.spec.version < version.spec.version], version.spec.model
+    baseline = approval_baseline(version, versions)
+    approval = evaluate_policy(
+        job.spec.registration, version.spec.metrics, version.spec.fairness, baseline, now
     )
-    baseline = (
-        Baseline(baseline_version.metadata.name or "", baseline_version.spec.metrics)
-        if baseline_version is not None
-        else None
-    )
-    approval = evaluate_policy(policy, version.spec.metrics, version.spec.fairness, baseline, now)
     status = approval_conditions(version.status, approval, now, version.metadata.generation)
     status = status.model_copy(
         update={

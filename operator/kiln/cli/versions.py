@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kiln.api.model_version import ModelVersion
+from kiln.api.wire import GROUP, LINEAGE_PARENT_VERSION, MODEL_LABEL, VERSION
 from kiln.core.approval import ApprovalError, ManualState, decide_manually
-from kiln.core.lineage import PARENT_VERSION
 from kiln.core.registry import approval_conditions
 from kiln.k8s.events import event_manifest
 
-GROUP, VERSION, PLURAL = "kiln.dev", "v1alpha1", "modelversions"
+PLURAL = "modelversions"
 
 
 class CliError(RuntimeError):
@@ -110,7 +110,7 @@ def decide(args: argparse.Namespace, state: ManualState) -> int:
     with contextlib.suppress(client.ApiException):
         core: Any = client.CoreV1Api(api)
         core.create_namespaced_event(namespace, event)
-    print(f"modelversion.kiln.dev/{args.name} {state.lower()} by {by} at {now.isoformat()}")
+    print(f"modelversion.{GROUP}/{args.name} {state.lower()} by {by} at {now.isoformat()}")
     return 0
 
 
@@ -124,7 +124,7 @@ def registry(args: argparse.Namespace) -> int:
 
     api = _api(args)
     custom: Any = client.CustomObjectsApi(api)
-    selector = f"kiln.dev/model={args.model}" if args.model else None
+    selector = f"{MODEL_LABEL}={args.model}" if args.model else None
     if args.all_namespaces:
         answer = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=selector)
     else:
@@ -156,7 +156,7 @@ def registry(args: argparse.Namespace) -> int:
                 approval.get("by") or "-",
                 _metrics(spec),
                 f"{data.get('uri', '-')}@{str(data.get('sha256', ''))[:12]}",
-                (meta.get("annotations") or {}).get(PARENT_VERSION, "-"),
+                (meta.get("annotations") or {}).get(LINEAGE_PARENT_VERSION, "-"),
                 f"{source.get('name', '-')}#{source.get('run', '-')}",
             ]
         )

@@ -1,0 +1,77 @@
+"""Kiln's wire vocabulary: every label, annotation and condition name other tools can see.
+
+Users select on these labels, `kubectl annotate` these annotations, and Flux, Argo CD and
+`kubectl wait` read these condition types; the CLI, the builders, the core and the
+controllers all spell them from here, so a rename is one edit and a typo is an import error.
+
+Kiln sets no finalizers: everything it creates carries an owner reference, and the
+garbage collector removes it with its owner.
+"""
+
+from __future__ import annotations
+
+GROUP = "kiln.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+PREFIX = f"{GROUP}/"
+
+# --- labels -----------------------------------------------------------------------------
+MODEL_LABEL = PREFIX + "model"
+VERSION_LABEL = PREFIX + "version"
+TRAINING_JOB_LABEL = PREFIX + "training-job"
+TRAINING_JOB_UID_LABEL = PREFIX + "training-job-uid"
+RUN_LABEL = PREFIX + "run"
+ATTEMPT_LABEL = PREFIX + "attempt"
+MODEL_DEPLOYMENT_LABEL = PREFIX + "model-deployment"
+TRACK_LABEL = PREFIX + "track"
+# A label of a serving pod, and an annotation of its template and Deployment.
+MODEL_VERSION_LABEL = PREFIX + "model-version"
+PART_OF_LABEL = "app.kubernetes.io/part-of"
+PART_OF = "kiln"
+
+# --- annotations ------------------------------------------------------------------------
+PARAMS_HASH_ANNOTATION = PREFIX + "params-hash"
+SHA256_ANNOTATION = PREFIX + "artifact-sha256"
+# TrainingJob: a new value asks for a run; the handled one is recorded next to it.
+RETRAIN_ANNOTATION = PREFIX + "retrain"
+RETRAIN_HANDLED_ANNOTATION = PREFIX + "retrain-handled"
+# ModelDeployment commands (`kiln pause|resume|promote|abort` set them).
+PAUSED_ANNOTATION = PREFIX + "paused"
+PROMOTE_ANNOTATION = PREFIX + "promote"
+ABORT_ANNOTATION = PREFIX + "abort"
+RETRY_ANNOTATION = PREFIX + "retry"
+COMMAND_ANNOTATIONS = (PAUSED_ANNOTATION, PROMOTE_ANNOTATION, ABORT_ANNOTATION, RETRY_ANNOTATION)
+# ModelVersion lineage (`kiln lineage` reads them back).
+LINEAGE_PREFIX = "lineage." + PREFIX
+LINEAGE_TRAINING_JOB = LINEAGE_PREFIX + "training-job"  # <namespace>/<name>
+LINEAGE_TRAINING_JOB_UID = LINEAGE_PREFIX + "training-job-uid"
+LINEAGE_RUN = LINEAGE_PREFIX + "run"
+LINEAGE_DATASET = LINEAGE_PREFIX + "dataset"  # <uri>@sha256:<hex>
+LINEAGE_TRAINER_IMAGE = LINEAGE_PREFIX + "trainer-image"
+LINEAGE_ESTIMATOR = LINEAGE_PREFIX + "estimator"
+LINEAGE_PARAMS = LINEAGE_PREFIX + "params"  # canonical JSON, when small enough
+LINEAGE_PARAMS_HASH = LINEAGE_PREFIX + "params-hash"  # sha256:<hex> of the canonical JSON
+LINEAGE_SEED = LINEAGE_PREFIX + "seed"
+LINEAGE_PARENT_VERSION = LINEAGE_PREFIX + "parent-version"
+
+# --- condition types (kstatus) and the kind-specific ones ---------------------------------
+READY = "Ready"
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+FAILED = "Failed"
+APPROVED = "Approved"
+
+# --- condition and Event reasons shared by several modules ------------------------------
+INVALID_SPEC = "InvalidSpec"
+NAME_CONFLICT = "NameConflict"
+# What a failed reconcile reports (kiln.core.failures).
+OBJECT_REJECTED = "ObjectRejected"  # the apiserver refused an object (400, 422)
+FORBIDDEN = "Forbidden"  # RBAC does not allow the operator a verb (403)
+RESOURCE_NOT_FOUND = "ResourceNotFound"  # a resource type is not served (404)
+OBJECT_NOT_FOUND = "ObjectNotFound"  # an object went away between two requests (404): retried
+WRITE_CONFLICT = "WriteConflict"  # a write raced another (409): retried
+API_UNAVAILABLE = "ApiUnavailable"  # unreachable, overloaded or failing (5xx, 429)
+RECONCILE_ERROR = "ReconcileError"  # an unexpected error in the operator
+
+# Who Kiln says it is, in Events and approvals.
+OPERATOR_NAME = "kiln-operator"
