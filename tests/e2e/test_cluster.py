@@ -249,6 +249,11 @@ def test_volumes_and_downward_api_reach_the_process(kube: Kube, namespace: str) 
     )
     claim = f"data-{namespace}"
     pv_path = f"/tmp/kiln-e2e-pv-{secrets.token_hex(4)}"
+    if kube.local:
+        # A kubelet creates a missing hostPath directory owned by root (fsGroup does not
+        # apply to hostPath): prepare it writable, as a local-volume provisioner would.
+        Path(pv_path).mkdir(mode=0o777)
+        Path(pv_path).chmod(0o777)
     kube.core.create_persistent_volume(
         {
             "metadata": {"name": claim},
