@@ -69,8 +69,10 @@ dev-status: venv
 kind-up:
 	scripts/kind-up.sh
 
-# The three images built with buildah into local storage (no Docker, no registry) and the
-# trainer image run once; see docs/install.md. Not part of `make test`.
+# Every image the local cluster runs (Kiln's three, pause, busybox, python/debian), built
+# with buildah into local storage (no Docker), the trainer image run once, and all pushed to
+# the loopback registry ($$KILN_REGISTRY, default 127.0.0.1:5000) when it answers
+# (scripts/push-images.sh pushes alone); see docs/install.md. Not part of `make test`.
 images:
 	scripts/build-images.sh
 
