@@ -36,6 +36,34 @@ class ClusterError(RuntimeError):
     pass
 
 
+# containerd puts its shims' sockets (and ctr's fifos) under this fixed directory whatever
+# its configured state; a shim killed with its container leaves its socket file there.
+CONTAINERD_RUN_DIR = Path("/run/containerd")
+
+
+def _bound_unix_sockets() -> set[str]:
+    with open("/proc/net/unix") as f:
+        next(f)
+        return {parts[7] for line in f if len(parts := line.split()) > 7}
+
+
+def _stale_shim_sockets() -> list[Path]:
+    """Socket files under /run/containerd/s that no live process is bound to."""
+    directory = CONTAINERD_RUN_DIR / "s"
+    if not directory.is_dir():
+        return []
+    bound = _bound_unix_sockets()
+    return [p for p in directory.iterdir() if p.is_socket() and str(p) not in bound]
+
+
+def _remove_stale_shim_sockets() -> None:
+    for path in _stale_shim_sockets():
+        path.unlink(missing_ok=True)
+    for leftover in (CONTAINERD_RUN_DIR / "s", CONTAINERD_RUN_DIR / "fifo", CONTAINERD_RUN_DIR):
+        with suppress(OSError):
+            leftover.rmdir()  # only when empty: another containerd may share the directory
+
+
 def _repository_root() -> Path:
     """The checkout this code runs from (dev/kilndev/cluster.py -> the repository)."""
     return Path(__file__).resolve().parents[2]
@@ -396,6 +424,7 @@ class Cluster:
         if proxy.exists():
             subprocess.run([str(proxy), "--cleanup"], check=False, capture_output=True)
         self._unmount_under(self.paths.root)
+        _remove_stale_shim_sockets()
         cgroups.remove_tree()
         hostnet.teardown()
         for socket_path in components.seaweedfs_sockets():
@@ -409,6 +438,7 @@ class Cluster:
             + [f"socket {path}" for path in components.seaweedfs_sockets()]
             + self._mounts_under(self.paths.root)
             + self._processes()
+            + [f"socket {path}" for path in _stale_shim_sockets()]
         )
         if left:
             raise ClusterError("left behind after down: " + ", ".join(left))
