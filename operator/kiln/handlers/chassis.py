@@ -117,8 +117,11 @@ class Controller:
         self.workers = workers
         self.queue: WorkQueue[Key] = WorkQueue()
         self.cache: InformerCache[Key] = InformerCache()
-        # Events wait while reconciles are queued: objects and statuses come first.
-        self.events = EventPoster(client, busy=lambda: len(self.queue) > 0)
+        # Events wait while reconciles are queued: objects and statuses come first (and at
+        # shutdown, when nothing will take the queued keys, they go at once).
+        self.events = EventPoster(
+            client, busy=lambda: len(self.queue) > 0 and not self.queue.shut_down
+        )
         self._failure_events: RateLimiter[tuple[Key, str, str]] = RateLimiter(
             self.failure_event_window
         )
