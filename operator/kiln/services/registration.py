@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from kiln.api.model_version import Approval, ModelVersion
 from kiln.api.training_job import TrainingJob
 from kiln.api.wire import MODEL_LABEL
+from kiln.contract.train_report import TrainerSuccess
 from kiln.core.approval import evaluate_policy, headline_metric
 from kiln.core.lineage import lineage_of_run
 from kiln.core.registry import (
@@ -31,7 +32,6 @@ from kiln.core.registry import (
     policy_applied,
     registered_for_run,
 )
-from kiln.core.training import TrainerSuccess
 from kiln.k8s.client import MODEL_VERSIONS, ApiError, KubeClient
 
 logger = logging.getLogger(__name__)
