@@ -296,6 +296,22 @@ class Controller:
 C = TypeVar("C", bound=Controller)
 
 
+def start_in(memo: kopf.Memo, name: str, make: Callable[[], Controller]) -> None:
+    """Start the controller kopf's memo holds under `name`; make it first unless one is
+    there already (a test's, with its own client)."""
+    controller = memo.get(name)
+    if not isinstance(controller, Controller):
+        controller = memo[name] = make()
+    controller.start()
+
+
+async def stop_in(memo: kopf.Memo, name: str) -> None:
+    """Stop the controller kopf's memo holds under `name` and take it out."""
+    controller = memo.pop(name, None)
+    if isinstance(controller, Controller):
+        await controller.stop()
+
+
 def controller_in(memo: kopf.Memo, name: str, type_: type[C]) -> C | None:
     """The controller kopf's memo holds under `name` (None before startup or after cleanup)."""
     found = memo.get(name)

@@ -35,6 +35,8 @@ from kiln.handlers.chassis import (
     controller_in,
     key_of,
     owner_keys,
+    start_in,
+    stop_in,
     utcnow,
 )
 from kiln.handlers.observations import observe_track
@@ -293,25 +295,21 @@ def deployment_controller(memo: kopf.Memo) -> DeploymentController | None:
     return controller_in(memo, MEMO_KEY, DeploymentController)
 
 
+def _make_controller() -> DeploymentController:
+    settings = OperatorSettings.from_env()
+    return DeploymentController(
+        KubeClient.from_config(), settings, PrometheusClient(settings.prometheus_url)
+    )
+
+
 @kopf.on.startup()
 async def start_deployment_controller(memo: kopf.Memo, **_: Any) -> None:
-    # A controller already in the memo (a test's, with its own client) is used as it is.
-    controller = deployment_controller(memo)
-    if controller is None:
-        settings = OperatorSettings.from_env()
-        controller = DeploymentController(
-            KubeClient.from_config(), settings, PrometheusClient(settings.prometheus_url)
-        )
-        memo[MEMO_KEY] = controller
-    controller.start()
+    start_in(memo, MEMO_KEY, _make_controller)
 
 
 @kopf.on.cleanup()
 async def stop_deployment_controller(memo: kopf.Memo, **_: Any) -> None:
-    controller = deployment_controller(memo)
-    if controller is not None:
-        await controller.stop()
-        memo.pop(MEMO_KEY, None)
+    await stop_in(memo, MEMO_KEY)
 
 
 @kopf.on.event("kiln.dev", "v1alpha1", "modeldeployments")

@@ -53,6 +53,8 @@ from kiln.handlers.chassis import (
     controller_in,
     key_of,
     owner_keys,
+    start_in,
+    stop_in,
     utcnow,
 )
 from kiln.handlers.observations import observe_pod
@@ -302,20 +304,16 @@ def training_controller(memo: kopf.Memo) -> TrainingController | None:
 
 @kopf.on.startup()
 async def start_training_controller(memo: kopf.Memo, **_: Any) -> None:
-    # A controller already in the memo (a test's, with its own client) is used as it is.
-    controller = training_controller(memo)
-    if controller is None:
-        controller = TrainingController(KubeClient.from_config(), OperatorSettings.from_env())
-        memo[MEMO_KEY] = controller
-    controller.start()
+    start_in(
+        memo,
+        MEMO_KEY,
+        lambda: TrainingController(KubeClient.from_config(), OperatorSettings.from_env()),
+    )
 
 
 @kopf.on.cleanup()
 async def stop_training_controller(memo: kopf.Memo, **_: Any) -> None:
-    controller = training_controller(memo)
-    if controller is not None:
-        await controller.stop()
-        memo.pop(MEMO_KEY, None)
+    await stop_in(memo, MEMO_KEY)
 
 
 @kopf.on.event("kiln.dev", "v1alpha1", "trainingjobs")
