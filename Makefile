@@ -13,7 +13,7 @@ help:
 	@echo "make test    lint + unit + component + e2e (brings the cluster up itself)"
 	@echo "make dev-up | dev-down | dev-status    the local cluster alone"
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml scripts/bootstrap-venv.sh
 	scripts/bootstrap-venv.sh
 
 venv: $(VENV)/.installed
@@ -27,8 +27,8 @@ tools:
 deps: venv system-deps tools
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests bench
-	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/ruff check operator dev tests bench
+	$(VENV)/bin/ruff format --check operator dev tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
@@ -44,18 +44,19 @@ unit: venv tools
 component: venv
 	$(PYTEST) -m component -q
 
-e2e: deps
+e2e: deps images
 	$(PYTEST) -m e2e -q
 
-# The whole suite: static checks, then every tier. The e2e tier starts the local cluster
-# (or uses $$KUBECONFIG when KILN_E2E_USE_KUBECONFIG=1) and tears it down afterwards.
-test: deps lint
+# The whole suite: static checks, the images the cluster's pods run, then every tier. The
+# e2e tier starts the local cluster (or uses $$KUBECONFIG when KILN_E2E_USE_KUBECONFIG=1)
+# and tears it down afterwards.
+test: deps lint images
 	$(PYTEST) -q --durations=15
 
-demo: deps
+demo: deps images
 	scripts/demo.sh
 
-dev-up: deps
+dev-up: deps images
 	$(KILN) dev up
 
 dev-down: venv
@@ -69,8 +70,10 @@ dev-status: venv
 kind-up:
 	scripts/kind-up.sh
 
-# The three images built with buildah into local storage (no Docker, no registry) and the
-# trainer image run once; see docs/install.md. Not part of `make test`.
+# Every image the local cluster runs (Kiln's three, pause, busybox, python/debian), built
+# with buildah into local storage (no Docker), the trainer image run once, and all pushed to
+# the loopback registry ($$KILN_REGISTRY, default 127.0.0.1:5000) when it answers
+# (scripts/push-images.sh pushes alone); see docs/install.md. Not part of `make test`.
 images:
 	scripts/build-images.sh
 

@@ -3,7 +3,11 @@
 # modules in tools/, into ~/.cache/kiln/<set>-<version>/bin. A machine builds each set
 # once: a set whose binaries are all present is skipped at once.
 #   tools/k8s:        kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy,
-#                     kubectl (k8s.io/kubernetes) and etcd (the version kubernetes requires)
+#                     kubelet, kubectl (k8s.io/kubernetes) and etcd (the version kubernetes
+#                     requires)
+#   containerd, registry (distribution), coredns: `go install <module>@<version>` with the
+#                     versions pinned below (their own go.mod decides the dependencies, as
+#                     in their releases)
 #   tools/prometheus: prometheus (Debian's package lacks the Kubernetes service discovery)
 #                     and promtool (checks the alerting rules and dashboard PromQL in tests)
 #   tools/kstatus:    kstatus, a tiny CLI around sigs.k8s.io/cli-utils/pkg/kstatus/status
@@ -56,6 +60,7 @@ build k8s "$root/tools/k8s" "$k8s_version" "$k8s_ldflags" \
   kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
   kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler \
   kube-proxy=k8s.io/kubernetes/cmd/kube-proxy \
+  kubelet=k8s.io/kubernetes/cmd/kubelet \
   kubectl=k8s.io/kubernetes/cmd/kubectl \
   etcd=go.etcd.io/etcd/server/v3
 
@@ -68,3 +73,32 @@ build prometheus "$root/tools/prometheus" "$prom_version" \
 kstatus_version=$(module_version "$root/tools/kstatus" sigs.k8s.io/cli-utils)
 build kstatus "$root/tools/kstatus" "$kstatus_version" "-s -w" \
   kstatus=kiln.dev/tools/kstatus
+
+# goinstall <set> <version> <tags> <binary=package@version>...: a released program built
+# from its own module (go install honours the module's go.mod exactly, like its release).
+goinstall() {
+  local set=$1 version=$2 tags=$3; shift 3
+  local out="$cache/$set-$version/bin" missing=() spec start
+  for spec in "$@"; do [ -x "$out/${spec%%=*}" ] || missing+=("${spec#*=}"); done
+  if [ ${#missing[@]} -eq 0 ]; then echo "==> $set $version: cached in $out"; return; fi
+  echo "==> building $set $version from its Go module into $out"
+  start=$(date +%s)
+  mkdir -p "$out"
+  GOBIN="$out" GOFLAGS= go install -trimpath -ldflags="-s -w" ${tags:+-tags "$tags"} "${missing[@]}" \
+    || { echo "build of $set failed"; exit 1; }
+  echo "==> $set built in $(($(date +%s) - start)) s"
+}
+
+# The local cluster's nodes: containerd (CRI) with its runc shim; runc and the CNI plugins
+# come from Debian (scripts/install-system-deps.sh).
+containerd_version=v2.4.2
+goinstall containerd "$containerd_version" no_btrfs \
+  containerd=github.com/containerd/containerd/v2/cmd/containerd@$containerd_version \
+  containerd-shim-runc-v2=github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$containerd_version \
+  ctr=github.com/containerd/containerd/v2/cmd/ctr@$containerd_version
+# The image registry pods pull from (on loopback) and the cluster's DNS.
+registry_version=v3.1.2
+goinstall registry "$registry_version" "" \
+  registry=github.com/distribution/distribution/v3/cmd/registry@$registry_version
+coredns_version=v1.15.0
+goinstall coredns "$coredns_version" "" coredns=github.com/coredns/coredns@$coredns_version

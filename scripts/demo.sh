@@ -4,42 +4,53 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-say "Local Kubernetes cluster (real kube-apiserver, controllers, node agent, Prometheus, S3)"
+say "Local Kubernetes cluster (upstream control plane; kubelet + containerd nodes; registry, DNS, Prometheus, S3)"
 .venv/bin/kiln dev up
 # shellcheck disable=SC1090
-source "$(.venv/bin/python -c 'from kiln.devcluster.config import ClusterPaths; print(ClusterPaths.default().root)')/env"
+source "$(.venv/bin/python -c 'from kilndev.config import ClusterPaths; print(ClusterPaths.default().root)')/env"
+fail() { printf '\n\033[1;31mFAILED: %s\033[0m\n' "$*"; exit 1; }
 
 say "kubectl get nodes"
 kubectl get nodes -o wide
 
-if compgen -G "crds/*.yaml" >/dev/null; then
-  say "Kiln CRDs"
-  kubectl apply -f crds/ >/dev/null
-  kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
-  kubectl get crd -l app.kubernetes.io/part-of=kiln 2>/dev/null || kubectl get crd | grep kiln.dev
-fi
+say "Kiln CRDs"
+kubectl apply -k manifests/crds >/dev/null
+kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+kubectl get crd | grep kiln.dev
 
-say "A 2-replica Deployment served by the node agent"
+say "A 2-replica Deployment pulled from the local registry and run by the kubelet"
 kubectl apply -f examples/hello/ >/dev/null
-kubectl rollout status deployment/hello -n kiln-demo --timeout=90s
-kubectl get pods -n kiln-demo -o wide
-for _ in $(seq 50); do  # the EndpointSlice follows readiness a moment later
+kubectl rollout status deployment/hello -n kiln-demo --timeout=120s
+kubectl get pods -n kiln-demo -l app=hello -o wide
+for _ in $(seq 100); do  # the EndpointSlice follows readiness a moment later
   [ "$(kubectl get endpointslice -n kiln-demo -l kubernetes.io/service-name=hello \
        -o jsonpath='{range .items[*].endpoints[*]}{.conditions.ready}{"\n"}{end}' | grep -c true)" = 2 ] && break
   sleep 0.2
 done
 ip=$(kubectl get svc hello -n kiln-demo -o jsonpath='{.spec.clusterIP}')
-say "Calling the Service ClusterIP $ip four times (kube-proxy balances across the pods)"
-for _ in 1 2 3 4 5 6; do curl -s "http://$ip/"; echo; done
+say "Calling the Service ClusterIP $ip 20 times (kube-proxy balances new connections)"
+answers=$(for _ in $(seq 20); do curl -s --max-time 5 "http://$ip/"; echo; done | sort | uniq -c)
+echo "$answers"
+[ "$(echo "$answers" | grep -c 'hello from')" = 2 ] || fail "20 calls did not reach both hello pods"
 
-say "Prometheus sees the pods it scrapes"
-sleep 6
-curl -s "$KILN_PROMETHEUS_URL/api/v1/query" --data-urlencode 'query=up{job="kubernetes-pods"}' \
+say "Prometheus scrapes both hello pods (up == 1)"
+for _ in $(seq 60); do
+  ups=$(curl -s "$KILN_PROMETHEUS_URL/api/v1/query" \
+    --data-urlencode 'query=up{job="kubernetes-pods",namespace="kiln-demo",app="hello"} == 1' \
+    | .venv/bin/python -c 'import json,sys; print(len(json.load(sys.stdin)["data"]["result"]))')
+  [ "$ups" = 2 ] && break
+  sleep 1
+done
+curl -s "$KILN_PROMETHEUS_URL/api/v1/query" --data-urlencode 'query=up{job="kubernetes-pods",namespace="kiln-demo"}' \
   | .venv/bin/python -c 'import json,sys; [print(" ", r["metric"].get("pod"), "up =", r["value"][1]) for r in json.load(sys.stdin)["data"]["result"]]'
+[ "$ups" = 2 ] || fail "Prometheus does not scrape both hello pods"
+
+say "The Kiln operator, in-cluster from its image (kubectl apply -k manifests/overlays/dev)"
+kubectl apply -k manifests/overlays/dev >/dev/null
+kubectl -n kiln-system rollout status deployment/kiln-operator --timeout=180s
+kubectl -n kiln-system get pods -o wide
 
 say "Training: the iris TrainingJob, from S3 data to an Approved ModelVersion"
-kubectl apply -f crds/ >/dev/null
-kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 .venv/bin/python - <<'PY'
 import os, boto3
 s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
@@ -53,15 +64,6 @@ kubectl -n kiln-demo create secret generic s3-credentials \
   --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
   --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
   --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-operator_log="$(dirname "$KUBECONFIG")/logs/demo-operator.log"
-if [[ -f /tmp/kiln-demo-operator.pid ]] && kill -0 "$(cat /tmp/kiln-demo-operator.pid)" 2>/dev/null; then
-  echo "  the demo operator is already running (pid $(cat /tmp/kiln-demo-operator.pid))"
-else
-  KILN_METRICS_PORT=28080 nohup .venv/bin/kiln-operator --standalone \
-    --liveness=http://127.0.0.1:28081/healthz >"$operator_log" 2>&1 &
-  echo $! >/tmp/kiln-demo-operator.pid
-  echo "  kiln-operator running on the host (pid $!, log $operator_log, metrics :28080)"
-fi
 kubectl apply -f examples/iris/trainingjob.yaml
 until kubectl -n kiln-demo get mv iris-v1 >/dev/null 2>&1; do sleep 1; done
 kubectl -n kiln-demo wait --for=condition=Approved mv/iris-v1 --timeout=180s
@@ -111,6 +113,13 @@ kubectl -n kiln-demo wait --for=condition=Approved mv/iris-v2 --timeout=180s
 .venv/bin/kiln canary iris -n kiln-demo --watch --until-done
 kill $load_pid 2>/dev/null || true
 kubectl -n kiln-demo get md iris
+[ "$(kubectl -n kiln-demo get md iris -o jsonpath='{.status.stableVersion}')" = iris-v2 ] \
+  || fail "iris-v2 was not promoted"
+
+say "Every shipped Grafana panel's query against this Prometheus (series counts)"
+sleep 10  # one more scrape of the operator after the rollout
+.venv/bin/python -m kilndev.dashboards "$KILN_PROMETHEUS_URL" --namespace kiln-demo \
+  || echo "  (an EMPTY panel has had nothing to show in this demo; see above)"
 
 cat <<MSG
 
@@ -120,6 +129,6 @@ The cluster stays up. Try:
   kubectl kiln canary iris -n kiln-demo   # the rollout, with every analysis result
   kiln dev status        # health of every component
   kiln approve iris-v1 -n kiln-demo --reason "reviewed"   # or: kubectl kiln reject …
-  kill $(cat /tmp/kiln-demo-operator.pid)                 # stop the demo operator
+  kubectl -n kiln-system logs deploy/kiln-operator        # the operator's log
   kiln dev down          # remove everything (processes, namespaces, bridge, mounts)
 MSG

@@ -3,7 +3,10 @@
 set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in iproute2 iptables conntrack wrk util-linux procps ca-certificates; do
+# runc and the CNI plugins run the nodes' containers; buildah, debootstrap and busybox-static
+# build the images they pull (scripts/build-images.sh).
+for pkg in iproute2 iptables conntrack wrk util-linux procps ca-certificates runc \
+  containernetworking-plugins buildah podman debootstrap busybox-static gcc libc6-dev; do
   have "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -eq 0 ]; then echo "==> Debian packages present"; exit 0; fi

@@ -2,9 +2,9 @@
 
 For each of N pods: time from the create call returning to a watch event showing the pod
 bound, Running and Ready, measured by one client in this process, and from bound to
-Running (the node agent's part, free of scheduler delays). Pods are created `--parallel`
-at a time. Prints p50/p90/p99 and the Kubernetes SLO for comparison (p99 of pod start-up
-under 5 s, measured excluding image pulls). Not a test: it prints figures.
+Running (the kubelet's and containerd's part, free of scheduler delays). Pods are created
+`--parallel` at a time. Prints p50/p90/p99 and the Kubernetes SLO for comparison (p99 of
+pod start-up under 5 s, measured excluding image pulls). Not a test: it prints figures.
 
     .venv/bin/python bench/cluster/pod_startup.py --pods 40 --parallel 4
 """
@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from kubernetes import client, config
 
-from kiln.devcluster.config import ClusterPaths
+from kilndev.config import ClusterPaths
 
 SCRIPT = "import time\nwhile True: time.sleep(60)"
 
@@ -106,8 +106,8 @@ def main() -> None:
     to_scheduled = [scheduled[n] - created[n] for n in created if n in scheduled]
     to_running = [running[n] - created[n] for n in created if n in running]
     to_ready = [ready[n] - created[n] for n in created if n in ready]
-    # The node agent's share: from the watch showing the pod bound to the watch showing it
-    # Running (both seen by the same watch, so scheduler delays under load drop out).
+    # The node's share (kubelet + containerd): from the watch showing the pod bound to the
+    # watch showing it Running (one watch sees both, so scheduler delays under load drop out).
     bound_running = [running[n] - scheduled[n] for n in created if n in running and n in scheduled]
     print(f"pods: {args.pods} created {args.parallel} at a time, all Ready in {wall:.1f} s")
     for label, values in (

@@ -29,8 +29,9 @@ from typing import Any
 
 import aiohttp
 
-from kiln.devcluster.config import ClusterPaths
 from kiln.k8s.client import MODEL_VERSIONS, PODS, TRAINING_JOBS, KubeClient, Resource
+from kiln.settings import DEFAULT_TRAINER_IMAGE
+from kilndev.config import ClusterPaths
 
 ROOT = Path(__file__).resolve().parents[2]
 # The tests' support code (one operator launcher) is shared with the benchmarks.
@@ -95,7 +96,7 @@ def gated_pod(name: str) -> dict[str, Any]:
         "spec": {
             "schedulingGates": [{"name": "kiln.dev/bench"}],
             "securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
-            "containers": [{"name": "c", "image": "kiln/trainer:bench"}],
+            "containers": [{"name": "c", "image": DEFAULT_TRAINER_IMAGE}],
         },
     }
 
@@ -202,7 +203,7 @@ async def burst(client: KubeClient, namespace: str, jobs: int, dataset: str, pid
 
 STAGES = (
     ("TrainingJob POST -> Pod exists", "created", "pod"),
-    ("Pod exists -> Running (node agent starts it)", "pod", "running"),
+    ("Pod exists -> Running (scheduler + kubelet)", "pod", "running"),
     ("Running -> Succeeded seen (trainer process)", "running", "succeeded"),
     ("Succeeded -> ModelVersion exists", "succeeded", "version"),
     ("ModelVersion exists -> Approved", "version", "approved"),

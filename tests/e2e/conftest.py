@@ -4,7 +4,8 @@ By default the session starts the local dev cluster (`kiln dev up`) and removes 
 end, failing if `down` leaves anything behind. With KILN_E2E_USE_KUBECONFIG=1 the same
 tests run against the cluster in $KUBECONFIG (kind, EKS, ...) and leave it running;
 KILN_PROMETHEUS_URL, KILN_S3_ENDPOINT and AWS_* then say where its Prometheus and S3 are.
-KILN_E2E_KEEP=1 keeps the local cluster up after the run for inspection.
+KILN_E2E_KEEP=1 keeps the local cluster up after the run for inspection. The local
+cluster gets two nodes (KILN_E2E_NODES), so spreading and drains are tested for real.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import pytest
 from kubernetes import client, config
 from tests.support.k8s import wait_for
 
-from kiln.devcluster import hostnet, services
-from kiln.devcluster.cluster import Cluster
+from kilndev import hostnet, services
+from kilndev.cluster import Cluster
 
 
 @dataclass
@@ -88,7 +89,7 @@ def kube() -> Iterator[Kube]:
         )
         return
 
-    cluster = Cluster()
+    cluster = Cluster(nodes=int(os.environ.get("KILN_E2E_NODES", "2")))
     cluster.up()
     creds = services.S3Credentials.load(cluster.paths.root / "s3.json")
     api = config.new_client_from_config(config_file=str(cluster.paths.admin_kubeconfig))

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import secrets
+import subprocess
 import threading
 import time
 import urllib.error
@@ -102,7 +103,6 @@ def operator(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[Path]:
         **os.environ,
         "KILN_PROMETHEUS_URL": kube.prometheus_url,
         "KILN_NAMESPACES": namespace,
-        "KILN_SERVER_IMAGE": "kiln/server:e2e",
         "KILN_S3_ENDPOINT": kube.s3_endpoint,
     }
     process = OperatorProcess(kube.kubeconfig, tmp_path / "operator.log", env).start()
@@ -412,7 +412,7 @@ def test_prometheus_outage_pauses_as_inconclusive_and_resumes(
 ) -> None:
     if not kube.local:
         pytest.fail("this scenario stops the dev cluster's Prometheus; run it on the dev cluster")
-    from kiln.devcluster.cluster import Cluster
+    from kilndev.cluster import Cluster
 
     cluster = Cluster()
     create_version(kube, namespace, 1, artifacts["v1"])
@@ -515,3 +515,104 @@ def test_gateway_mode_moves_exact_httproute_weights_through_the_steps(
     assert route_weights(kube, namespace) == (100, 0)
     assert stable_template_version(kube, namespace) == "iris-v2"
     assert any(a["outcome"] == "Successful" for a in final["analysis"])
+
+
+def _serving_pods(kube: Kube, namespace: str, track: str = "stable") -> list[client.V1Pod]:
+    pods = kube.core.list_namespaced_pod(
+        namespace, label_selector=f"kiln.dev/model-deployment=iris,kiln.dev/track={track}"
+    ).items
+    return [
+        p
+        for p in pods
+        if p.metadata.deletion_timestamp is None
+        and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+    ]
+
+
+def test_kubectl_exec_and_port_forward_reach_a_model_server(
+    kube: Kube, namespace: str, operator: Path, artifacts: dict[str, Artifact]
+) -> None:
+    create_version(kube, namespace, 1, artifacts["v1"])
+    create_deployment(kube, namespace)
+    serving(kube, namespace)
+    pod = _serving_pods(kube, namespace)[0].metadata.name
+    # exec: a command inside the server's own container (its image has Python).
+    ready = kube.kubectl(
+        "exec", "-n", namespace, pod, "-c", "server", "--", "python3", "-c",
+        "import urllib.request as u;"
+        "print(u.urlopen('http://127.0.0.1:8080/v2/health/ready').status)",
+    )  # fmt: skip
+    assert ready.stdout.strip() == "200"
+    # port-forward: the pod's OIP port on this machine's loopback.
+    forward = subprocess.Popen(
+        [kube.kubectl_bin, f"--kubeconfig={kube.kubeconfig}", "port-forward", "-n", namespace,
+         f"pod/{pod}", ":8080"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert forward.stdout is not None
+        line = forward.stdout.readline()  # "Forwarding from 127.0.0.1:NNNNN -> 8080"
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v2/models/iris/infer",
+            data=infer_body(ROWS),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            outputs = json.load(response)["outputs"]
+        predicted = next(o for o in outputs if o["name"] == "predict")["data"]
+        assert predicted == [int(p) for p in artifacts["v1"].model.predict(np.array(ROWS))]
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
+
+
+def test_a_node_drain_keeps_the_model_answering(
+    kube: Kube, namespace: str, operator: Path, artifacts: dict[str, Artifact]
+) -> None:
+    nodes = [
+        n.metadata.name
+        for n in kube.core.list_node().items
+        if not n.spec.unschedulable
+        and any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+    ]
+    if len(nodes) < 2:
+        pytest.skip(f"a drain that keeps serving needs two schedulable nodes, not {nodes}")
+    create_version(kube, namespace, 1, artifacts["v1"])
+    create_deployment(kube, namespace)
+    serving(kube, namespace)
+    pods = wait_for(
+        lambda: (lambda p: p if len(p) == 2 else None)(_serving_pods(kube, namespace)),
+        60,
+        "two Ready stable pods",
+    )
+    # The topology spread puts the two replicas of the track on different nodes.
+    assert len({p.spec.node_name for p in pods}) == 2, [p.spec.node_name for p in pods]
+    pdb = client.PolicyV1Api(kube.api).read_namespaced_pod_disruption_budget(
+        "iris-stable", namespace
+    )
+    assert pdb.spec.max_unavailable == 1
+    drained = pods[0].spec.node_name
+    url = service_url(kube, namespace)
+    try:
+        with load(url) as codes:
+            time.sleep(2)
+            kube.kubectl(
+                "drain", drained, "--ignore-daemonsets", "--delete-emptydir-data", "--force",
+                "--grace-period=10", "--timeout=180s",
+            )  # fmt: skip
+            wait_for(
+                lambda: (lambda p: p if len(p) == 2 else None)(_serving_pods(kube, namespace)),
+                120,
+                "the evicted replica replaced on the remaining node",
+            )
+            time.sleep(2)
+        remaining = {p.spec.node_name for p in _serving_pods(kube, namespace)}
+        assert drained not in remaining, remaining
+    finally:
+        kube.kubectl("uncordon", drained)
+    # Every request during the drain was answered: the PDB let one replica go at a time.
+    assert codes[200] > 50, codes
+    assert set(codes) == {200}, codes

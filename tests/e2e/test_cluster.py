@@ -24,8 +24,7 @@ from tests.support.k8s import (
     wait_pod_done,
 )
 
-from kiln.devcluster import config
-from kiln.devcluster.nodeagent import cgroups
+from kiln.settings import DEFAULT_TRAINER_IMAGE
 
 pytestmark = pytest.mark.e2e
 
@@ -169,7 +168,7 @@ def test_deployment_pods_get_distinct_ips_answer_and_are_replaced_and_collected(
     # 30 connections all landing on one pod would happen with probability 2 * 0.5**30.
     assert set(answers) == names
 
-    # A deleted pod is replaced by a new one (the ReplicaSet controller + node agent).
+    # A deleted pod is replaced by a new one (the ReplicaSet controller + kubelet).
     victim = sorted(names)[0]
     kube.core.delete_namespaced_pod(victim, namespace)
     replaced = wait_for(
@@ -225,10 +224,6 @@ def test_memory_limit_is_enforced_and_an_oom_kill_is_reported(kube: Kube, namesp
         "data = b'x' * (16 << 20); open('/dev/termination-log', 'w').write(str(len(data)))",
         resources=limits,
     )
-    if kube.local:
-        node = kube.core.read_node(config.NODE_NAME)
-        annotations = node.metadata.annotations or {}
-        assert annotations.get("kiln.dev/memory-limits") == "enforced", annotations
     kube.core.create_namespaced_pod(namespace, pod_manifest("hog", [hog]))
     kube.core.create_namespaced_pod(namespace, pod_manifest("fits", [fits]))
 
@@ -244,16 +239,6 @@ def test_memory_limit_is_enforced_and_an_oom_kill_is_reported(kube: Kube, namesp
     assert (terminated.reason, terminated.exit_code) == ("Completed", 0)
     assert termination_message(done) == str(16 << 20)
 
-    if kube.local:
-        # The node's cgroup tree exists; a finished pod's cgroups are removed.
-        (root,) = cgroups.node_roots(config.BRIDGE)
-        for pod in (killed, done):
-            wait_for(
-                lambda uid=pod.metadata.uid: not (root / uid).exists(),
-                30,
-                f"the cgroups of {pod.metadata.name} to be removed",
-            )
-
 
 def test_volumes_and_downward_api_reach_the_process(kube: Kube, namespace: str) -> None:
     kube.core.create_namespaced_config_map(
@@ -264,6 +249,11 @@ def test_volumes_and_downward_api_reach_the_process(kube: Kube, namespace: str) 
     )
     claim = f"data-{namespace}"
     pv_path = f"/tmp/kiln-e2e-pv-{secrets.token_hex(4)}"
+    if kube.local:
+        # A kubelet creates a missing hostPath directory owned by root (fsGroup does not
+        # apply to hostPath): prepare it writable, as a local-volume provisioner would.
+        Path(pv_path).mkdir(mode=0o777)
+        Path(pv_path).chmod(0o777)
     kube.core.create_persistent_volume(
         {
             "metadata": {"name": claim},
@@ -494,9 +484,11 @@ def test_pod_writes_and_reads_s3(kube: Kube, namespace: str) -> None:
         open("/dev/termination-log", "wb").write(body)
         """
     )
+    # Kiln's trainer image: python:3.11-slim has no boto3.
     container = python_container(
         "main",
         script,
+        image=DEFAULT_TRAINER_IMAGE,
         env=[
             {"name": "AWS_ENDPOINT_URL", "value": kube.s3_endpoint},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},

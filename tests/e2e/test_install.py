@@ -210,14 +210,13 @@ def test_cluster_wide_operator_cannot_do_more(kube: Kube, cluster_rbac: str) -> 
 
 @pytest.fixture
 def operator_namespace(kube: Kube, crds: None, namespace: str) -> Iterator[str]:
-    """The namespaced overlay (dev images) installed into the test namespace."""
+    """The namespaced overlay installed into the test namespace (images from its registry)."""
     overlay = kustomize("manifests/overlays/namespaced")
     objects = in_namespace(
         [o for o in overlay if o["kind"] != "CustomResourceDefinition"], namespace
     )
     (deployment,) = find(objects, "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    container["image"] = "kiln/operator:dev"
     env = {e["name"]: e for e in container["env"]}
     # Where this cluster's Prometheus and S3 are (the overlay's defaults are in-cluster names).
     for name, value in (

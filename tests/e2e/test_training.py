@@ -371,6 +371,33 @@ def test_operator_killed_mid_run_creates_no_duplicate_pod_or_version(
     assert sorted(v["metadata"]["name"] for v in versions(kube, ns)) == ["iris-v1", "iris-v2"]
 
 
+def test_a_run_started_before_an_apiserver_restart_completes_and_a_retrain_follows(
+    kube: Kube, ns: str, datasets: dict[str, str], operator: OperatorProcess
+) -> None:
+    """The apiserver goes away mid-run: the kubelet keeps the pod, the operator's watches
+    recover, the run is registered once, and the next run's pod starts."""
+    if not kube.local:
+        pytest.skip("restarts the local cluster's apiserver")
+    from kilndev.cluster import Cluster
+
+    cluster = Cluster()
+    create(kube, ns, training_job("iris", datasets["iris.csv"]))
+    wait_for(lambda: training_pods(kube, ns), 30, "the first training pod", interval=0.1)
+    assert cluster.stop_component("kube-apiserver")
+    time.sleep(3)
+    cluster.start_component("kube-apiserver")
+    back = time.monotonic()
+    wait_approved(kube, ns, "iris-v1", timeout=180)
+    custom(kube).patch_namespaced_custom_object(
+        GROUP, VERSION, ns, "trainingjobs", "iris",
+        {"metadata": {"annotations": {"kiln.dev/retrain": "after-restart"}}},
+    )  # fmt: skip
+    wait_approved(kube, ns, "iris-v2", timeout=180)
+    print(f"apiserver back -> iris-v2 Approved in {time.monotonic() - back:.1f} s")
+    assert sorted(p.metadata.name for p in training_pods(kube, ns)) == ["iris-1-1", "iris-2-1"]
+    assert sorted(v["metadata"]["name"] for v in versions(kube, ns)) == ["iris-v1", "iris-v2"]
+
+
 # --- validation at apply time --------------------------------------------------------------
 
 

@@ -10,8 +10,8 @@ from kubernetes import client
 
 T = TypeVar("T")
 
-# A portable image: on the local cluster the node agent maps it to this machine's Python
-# (see operator/kiln/devcluster/images.yaml); on kind or a cloud cluster it is pulled.
+# A portable image: the local cluster's registry serves it under this name (built from the
+# same Debian base as Kiln's images by scripts/build-images.sh); elsewhere it is pulled.
 PYTHON_IMAGE = "python:3.11-slim"
 
 RESTRICTED_POD_SECURITY = {

@@ -245,10 +245,46 @@ def server_deployment(
                         "fsGroup": SERVER_USER_ID,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
+                    # Replicas of a track on different nodes where there are several, so
+                    # losing or draining one node never takes the whole track away; on a
+                    # one-node cluster they still schedule (ScheduleAnyway).
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector_labels(name, track)},
+                            "matchLabelKeys": ["pod-template-hash"],
+                        }
+                    ],
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
                 },
             },
+        },
+    }
+
+
+def disruption_budget(md: ModelDeployment, track: Track) -> dict[str, Any]:
+    """A PodDisruptionBudget per track: a drain evicts its pods one at a time, and only
+    while another is ready, so a node drain never leaves the track without a server.
+    (`maxUnavailable: 1` rather than `minAvailable`: a one-replica track still drains.)"""
+    name = _name(md)
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": deployment_name(name, track),
+            "namespace": _namespace(md),
+            "labels": {**common_labels(md), TRACK_LABEL: track},
+            "ownerReferences": [owner_reference(md)],
+        },
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_labels(name, track)},
+            # Pods that are not ready yet (a version that cannot load) may always be
+            # evicted: they serve nothing, and must not block a drain.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
         },
     }
 

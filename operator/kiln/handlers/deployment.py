@@ -45,6 +45,7 @@ from kiln.k8s.client import (
     HTTP_ROUTES,
     MODEL_DEPLOYMENTS,
     MODEL_VERSIONS,
+    POD_DISRUPTION_BUDGETS,
     PODS,
     SERVICES,
     ApiError,
@@ -211,6 +212,8 @@ class DeploymentController(Controller):
     ) -> None:
         gateway = md.spec.gateway is not None
         await self._ensure(SERVICES, serving.service(md))
+        for track in serving.TRACKS:
+            await self._ensure(POD_DISRUPTION_BUDGETS, serving.disruption_budget(md, track))
         if gateway:
             for track in serving.TRACKS:
                 await self._ensure(SERVICES, serving.service(md, track))

@@ -72,6 +72,7 @@ class Resource:
 PODS = Resource("", "v1", "pods")
 SECRETS = Resource("", "v1", "secrets")
 EVENTS = Resource("", "v1", "events")
+POD_DISRUPTION_BUDGETS = Resource("policy", "v1", "poddisruptionbudgets")
 TRAINING_JOBS = Resource("kiln.dev", "v1alpha1", "trainingjobs")
 MODEL_VERSIONS = Resource("kiln.dev", "v1alpha1", "modelversions")
 MODEL_DEPLOYMENTS = Resource("kiln.dev", "v1alpha1", "modeldeployments")

@@ -259,3 +259,25 @@ def test_pod_messages_reads_current_and_last_termination() -> None:
         {"status": {}},
     ]
     assert pod_messages(pods) == [CRASH_LOG]
+
+
+def test_replicas_of_a_track_spread_over_nodes_of_the_same_revision() -> None:
+    d = serving.server_deployment(md(), "stable", mv(), 2, DEFAULTS)
+    (spread,) = d["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    # Still schedulable on a one-node cluster; counted per revision, so a rollout's new pods
+    # spread among themselves rather than around the old ones.
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert spread["matchLabelKeys"] == ["pod-template-hash"]
+    assert spread["labelSelector"]["matchLabels"] == d["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.parametrize("track", ["stable", "canary"])
+def test_each_track_has_a_disruption_budget_over_its_own_pods(track: str) -> None:
+    pdb = serving.disruption_budget(md(), track)  # type: ignore[arg-type]
+    deployment = serving.server_deployment(md(), track, mv(), 2, DEFAULTS)  # type: ignore[arg-type]
+    assert pdb["metadata"]["name"] == f"iris-{track}"
+    assert pdb["metadata"]["ownerReferences"] == deployment["metadata"]["ownerReferences"]
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"

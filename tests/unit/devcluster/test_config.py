@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln.devcluster import config
+from kilndev import config
 
 pytestmark = pytest.mark.unit
 
@@ -37,6 +37,15 @@ def test_staging_modules_are_pinned_to_the_matching_release() -> None:
 
 
 def test_cluster_addresses_do_not_overlap() -> None:
-    assert not config.POD_CIDR.overlaps(config.SERVICE_CIDR)
-    assert config.GATEWAY_IP in config.POD_CIDR
+    assert not config.POD_NETWORK.overlaps(config.SERVICE_CIDR)
+    assert config.GATEWAY_IP in config.POD_NETWORK
     assert config.KUBERNETES_SERVICE_IP in config.SERVICE_CIDR
+    assert config.DNS_SERVICE_IP in config.SERVICE_CIDR
+
+
+def test_go_install_versions_match_the_build_script() -> None:
+    # build-tools.sh installs into <set>-<version>/bin; the cluster looks there.
+    script = (ROOT / "scripts/build-tools.sh").read_text()
+    assert f"containerd_version={config.CONTAINERD_VERSION}" in script
+    assert f"registry_version={config.REGISTRY_VERSION}" in script
+    assert f"coredns_version={config.COREDNS_VERSION}" in script

@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kiln.devcluster import config, pki
+from kilndev import config, pki
 
 pytestmark = pytest.mark.unit
 
@@ -43,12 +43,27 @@ def test_apiserver_serves_every_name_pods_and_users_use(pki_dir: Path) -> None:
     assert config.GATEWAY_IP in ips  # the Service's endpoint (advertise address)
 
 
-def test_node_agent_identity_is_what_the_node_authorizer_expects(pki_dir: Path) -> None:
-    subject = _cert(pki_dir, "node-agent").subject
-    assert subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == (
-        f"system:node:{config.NODE_NAME}"
-    )
+def test_a_kubelet_identity_is_what_the_node_authorizer_expects(pki_dir: Path) -> None:
+    node_ip = ipaddress.ip_address("10.244.0.2")
+    pki.ensure_certs(pki_dir, pki.node_certs("kiln-node-2", node_ip))
+    ca = _cert(pki_dir, "ca")
+    client_cert, serving = _cert(pki_dir, "kiln-node-2"), _cert(pki_dir, "kiln-node-2-serving")
+    client_cert.verify_directly_issued_by(ca)
+    serving.verify_directly_issued_by(ca)
+    subject = client_cert.subject
+    assert subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "system:node:kiln-node-2"
     assert subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "system:nodes"
+    # The apiserver verifies the kubelet's serving certificate against the node's InternalIP.
+    san = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.value.get_values_for_type(x509.IPAddress) == [node_ip]
+
+
+def test_issuing_a_node_certificate_again_keeps_the_first(pki_dir: Path) -> None:
+    ip = ipaddress.ip_address("10.244.0.3")
+    pki.ensure_certs(pki_dir, pki.node_certs("kiln-node-3", ip))
+    first = (pki_dir / "kiln-node-3.crt").read_bytes()
+    pki.ensure_certs(pki_dir, pki.node_certs("kiln-node-3", ip))
+    assert (pki_dir / "kiln-node-3.crt").read_bytes() == first
 
 
 def test_client_and_server_usages_are_separate(pki_dir: Path) -> None:
@@ -57,7 +72,8 @@ def test_client_and_server_usages_are_separate(pki_dir: Path) -> None:
         return list(ext.value)
 
     assert usages("admin") == [ExtendedKeyUsageOID.CLIENT_AUTH]
-    assert usages("kubelet-serving") == [ExtendedKeyUsageOID.SERVER_AUTH]
+    pki.ensure_certs(pki_dir, pki.node_certs("kiln-node", config.GATEWAY_IP))
+    assert usages("kiln-node-serving") == [ExtendedKeyUsageOID.SERVER_AUTH]
 
 
 def test_keys_are_private_and_sa_key_pair_matches(pki_dir: Path) -> None:

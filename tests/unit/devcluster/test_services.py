@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kiln.devcluster import services
+from kilndev import services
 
 pytestmark = pytest.mark.unit
 
@@ -35,3 +35,16 @@ def test_s3_config_requires_the_generated_credentials(tmp_path: Path) -> None:
     assert services.S3Credentials.load(path) == creds
     identities = json.loads(path.read_text())["identities"]
     assert len(identities) == 1  # no anonymous identity
+
+
+def test_registry_serves_on_loopback_from_the_cache() -> None:
+    doc = yaml.safe_load(services.registry_config())
+    assert doc["http"]["addr"].startswith("127.0.0.1:")
+    assert doc["storage"]["filesystem"]["rootdirectory"].endswith("registry")
+
+
+def test_coredns_serves_the_cluster_domain_and_forwards_nothing() -> None:
+    text = services.corefile(Path("/k/coredns.kubeconfig"))
+    assert "kubernetes cluster.local" in text
+    assert "kubeconfig /k/coredns.kubeconfig" in text
+    assert "forward" not in text  # names outside the cluster are refused, never sent out

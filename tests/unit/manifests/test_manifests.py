@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from tests.support.manifests import KUSTOMIZATIONS, ROOT, find, kustomize
 
+from kiln.version import KILN_VERSION
+
 pytestmark = pytest.mark.unit
 
 RBAC_KINDS = ("Role", "ClusterRole")
@@ -201,11 +203,12 @@ def test_env_matches_settings(rendered: dict[str, list[dict[str, Any]]]) -> None
 def test_dev_overlay(rendered: dict[str, list[dict[str, Any]]]) -> None:
     (deployment,) = find(rendered["manifests/overlays/dev"], "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == "kiln/operator:dev"
+    # The images `make images` pushes to the local registry, under their released names.
+    assert container["image"] == f"kiln/operator:{KILN_VERSION}"
+    assert container["imagePullPolicy"] == "IfNotPresent"
     values = env(deployment)
     assert values["KILN_PROMETHEUS_URL"] == "http://10.244.0.1:9090"
-    assert values["KILN_TRAINER_IMAGE"] == "kiln/trainer:dev"
-    assert values["KILN_SERVER_IMAGE"] == "kiln/server:dev"
+    assert "KILN_TRAINER_IMAGE" not in values and "KILN_SERVER_IMAGE" not in values
 
 
 def test_base_is_the_root_and_installs_leader_safety(

@@ -16,16 +16,25 @@ K8S_VERSION = "1.37.2"
 # The Go module version of Prometheus (tools/prometheus/go.mod); v0.316.0 is Prometheus 3.16.
 PROMETHEUS_MODULE_VERSION = "v0.316.0"
 
-NODE_NAME = "kiln-node"
+CONTAINERD_VERSION = "v2.4.2"
+REGISTRY_VERSION = "v3.1.2"
+COREDNS_VERSION = "v1.15.0"
+
+NODE_NAME = "kiln-node"  # the first node; node i > 0 is kiln-node-<i+1>
 BRIDGE = "kiln0"
-# One node, one /24 of pods. Every address below stays on this machine: pod IPs live in
-# network namespaces we create, and the service range gets a blackhole route.
-POD_CIDR = ipaddress.ip_network("10.244.0.0/24")
+# Every address below stays on this machine. All nodes' pods share one bridge and one /16:
+# 10.244.0.0/24 holds the host's own addresses (the gateway, which is also the first node's
+# IP, then one per further node), and node i gets the pod range 10.244.<i+1>.0/24.
+POD_NETWORK = ipaddress.ip_network("10.244.0.0/16")
 GATEWAY_IP = ipaddress.ip_address("10.244.0.1")  # the bridge's address on the host
 SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/16")
 KUBERNETES_SERVICE_IP = ipaddress.ip_address("10.96.0.1")
+DNS_SERVICE_IP = ipaddress.ip_address("10.96.0.10")  # kube-system/kube-dns (CoreDNS)
 APISERVER_PORT = 6443
-NODE_AGENT_PORT = 10250  # the kubelet port: the apiserver calls it for `kubectl logs`
+KUBELET_PORT = 10250  # each kubelet binds it on its own node IP
+REGISTRY_PORT = 5000  # the image registry, on loopback: containerd pulls from the host
+COREDNS_READY_PORT = 8181
+MAX_NODES = 8
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 PROMETHEUS_PORT = 9090
@@ -39,6 +48,28 @@ def cache_root() -> Path:
 
 def k8s_bin_dir() -> Path:
     return cache_root() / f"k8s-v{K8S_VERSION}" / "bin"
+
+
+def containerd_bin_dir() -> Path:
+    return cache_root() / f"containerd-{CONTAINERD_VERSION}" / "bin"
+
+
+def registry_bin() -> Path:
+    return cache_root() / f"registry-{REGISTRY_VERSION}" / "bin" / "registry"
+
+
+def coredns_bin() -> Path:
+    return cache_root() / f"coredns-{COREDNS_VERSION}" / "bin" / "coredns"
+
+
+def registry_storage() -> Path:
+    """The registry's blobs outlive the cluster (`down` keeps them): images are pushed once
+    by `make images`, not at every `up`."""
+    return cache_root() / "registry"
+
+
+def registry_address() -> str:
+    return f"127.0.0.1:{REGISTRY_PORT}"
 
 
 def prometheus_bin() -> Path:
@@ -72,9 +103,9 @@ class ClusterPaths:
         return self.root / "etcd"
 
     @property
-    def node_state(self) -> Path:
-        """The node agent's pod sandboxes, volumes and container logs."""
-        return self.root / "node"
+    def nodes(self) -> Path:
+        """One directory per node: containerd's state, the kubelet's, CNI's and pod logs."""
+        return self.root / "nodes"
 
     @property
     def s3_data(self) -> Path:

@@ -6,8 +6,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from kiln.devcluster import config
-from kiln.devcluster.config import ClusterPaths
+from kilndev import config
+from kilndev.config import ClusterPaths
 
 
 def apiserver_url() -> str:
@@ -55,7 +55,7 @@ def apiserver(bin_dir: Path, paths: ClusterPaths) -> list[str]:
         f"--service-cluster-ip-range={config.SERVICE_CIDR}",
         "--authorization-mode=Node,RBAC",
         # PodSecurity, ServiceAccount, ... are on by default; NodeRestriction limits the
-        # node agent to its own Node and pods, as on a real node.
+        # kubelets to their own Node and pods, as on a real node.
         "--enable-admission-plugins=NodeRestriction",
         # Privileged pods must reach Pod Security admission (which rejects them in a
         # `restricted` namespace) rather than be refused wholesale by this flag.
@@ -107,7 +107,7 @@ def kube_proxy(bin_dir: Path, paths: ClusterPaths) -> list[str]:
         f"--kubeconfig={paths.kubeconfig_for('kube-proxy')}",
         f"--hostname-override={config.NODE_NAME}",
         "--proxy-mode=iptables",
-        f"--cluster-cidr={config.POD_CIDR}",
+        f"--cluster-cidr={config.POD_NETWORK}",
         # Pods share one bridge; without br_netfilter a reply from a backend pod to a client
         # pod would bypass the host's conntrack. Masquerading every service hop makes the
         # reply come back through the host, so ClusterIPs work pod-to-pod too.
@@ -120,22 +120,12 @@ def kube_proxy(bin_dir: Path, paths: ClusterPaths) -> list[str]:
     ]
 
 
-def node_agent(paths: ClusterPaths) -> list[str]:
-    pki = paths.pki
-    return [
-        _venv_program("kiln-node-agent"),
-        "run",
-        f"--kubeconfig={paths.kubeconfig_for('node-agent')}",
-        f"--node-name={config.NODE_NAME}",
-        f"--state-dir={paths.node_state}",
-        f"--bridge={config.BRIDGE}",
-        f"--pod-cidr={config.POD_CIDR}",
-        f"--node-ip={config.GATEWAY_IP}",
-        f"--port={config.NODE_AGENT_PORT}",
-        f"--tls-cert={pki / 'kubelet-serving.crt'}",
-        f"--tls-key={pki / 'kubelet-serving.key'}",
-        f"--client-ca={pki / 'ca.crt'}",
-    ]
+def registry(paths: ClusterPaths) -> list[str]:
+    return [str(config.registry_bin()), "serve", str(paths.root / "registry.yml")]
+
+
+def coredns(paths: ClusterPaths) -> list[str]:
+    return [str(config.coredns_bin()), "-conf", str(paths.root / "Corefile")]
 
 
 def prometheus(paths: ClusterPaths) -> list[str]:

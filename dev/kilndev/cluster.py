@@ -1,10 +1,11 @@
-"""`kiln dev up | down | status`: a real Kubernetes control plane on this machine.
+"""`kiln dev up | down | status`: a real Kubernetes cluster on this machine.
 
 Order of `up`: certificates -> host network -> etcd -> kube-apiserver -> bootstrap objects
--> controller-manager, scheduler, node agent, kube-proxy -> Prometheus, SeaweedFS -> wait
-for a Ready node and the default ServiceAccount. Every step is timed and printed.
-`up` on a healthy cluster does nothing; `down` removes every process, network namespace,
-bridge, memory cgroup, mount and file the cluster made.
+-> controller-manager, scheduler, image registry (and the images pushed to it), CoreDNS,
+Prometheus, SeaweedFS, then per node containerd and kubelet -> kube-proxy -> wait for Ready
+nodes and the default ServiceAccount. Every step is timed and printed. `up` on a healthy
+cluster does nothing; `down` removes every process (shims and containers included), network
+namespace, bridge, cgroup, mount, iptables chain and file the cluster made.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -20,18 +22,23 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from kiln.devcluster import components, config, hostnet, pki, process, services
-from kiln.devcluster.config import ClusterPaths
-from kiln.devcluster.nodeagent import cgroups
+from kilndev import cgroups, components, config, hostnet, nodes, pki, process, services
+from kilndev.config import ClusterPaths
+from kilndev.nodes import Node
 
 
 class ClusterError(RuntimeError):
     pass
+
+
+def _repository_root() -> Path:
+    """The checkout this code runs from (dev/kilndev/cluster.py -> the repository)."""
+    return Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class Component:
     name: str
     argv: list[str]
     health: Callable[[], bool]
+    env: dict[str, str] | None = None
 
 
 def _normalised(argv: list[str]) -> list[str]:
@@ -61,9 +69,28 @@ def _step(what: str) -> Iterator[None]:
 
 
 class Cluster:
-    def __init__(self, paths: ClusterPaths | None = None, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        paths: ClusterPaths | None = None,
+        bin_dir: Path | None = None,
+        nodes: int | None = None,
+    ) -> None:
         self.paths = paths or ClusterPaths.default()
         self.bin_dir = bin_dir or config.k8s_bin_dir()
+        self.requested_nodes = nodes
+
+    @property
+    def _node_count_file(self) -> Path:
+        return self.paths.root / "node-count"
+
+    def nodes(self) -> list[Node]:
+        """The nodes this cluster has (or will have: `--nodes` may add to a running one)."""
+        try:
+            existing = int(self._node_count_file.read_text())
+        except (OSError, ValueError):
+            existing = 0
+        count = max(self.requested_nodes or 0, existing) or 1
+        return nodes.cluster_nodes(self.paths.nodes, count)
 
     # ---- health probes -------------------------------------------------------------
     def _admin_ssl(self) -> ssl.SSLContext:
@@ -98,12 +125,47 @@ class Cluster:
         except (OSError, urllib.error.HTTPError):
             return False
 
-    def _node_ready(self) -> bool:
-        status, body = self.api_get(f"/api/v1/nodes/{config.NODE_NAME}")
+    def _node_ready(self, node: Node) -> bool:
+        status, body = self.api_get(f"/api/v1/nodes/{node.name}")
         if status != 200:
             return False
         conditions = json.loads(body).get("status", {}).get("conditions", [])
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    def _registry_ok(self) -> bool:
+        return self._http_ok(f"http://{config.registry_address()}/v2/")
+
+    def _containerd_ok(self, node: Node) -> bool:
+        ctr = config.containerd_bin_dir() / "ctr"
+        done = subprocess.run(
+            [str(ctr), f"--address={node.containerd_socket}", "version"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+        return done.returncode == 0
+
+    def node_components(self, node: Node) -> list[Component]:
+        containerd = config.containerd_bin_dir()
+        return [
+            Component(
+                node.component("containerd"),
+                nodes.containerd_argv(containerd / "containerd", node.root / "containerd.toml"),
+                lambda: self._containerd_ok(node),
+                # containerd finds its runc shim on PATH.
+                env={"PATH": f"{containerd}:{os.environ.get('PATH', '/usr/bin:/bin')}"},
+            ),
+            Component(
+                node.component("kubelet"),
+                nodes.kubelet_argv(
+                    self.bin_dir / "kubelet",
+                    node,
+                    self.paths.kubeconfig_for(node.name),
+                    node.root / "kubelet.yaml",
+                ),
+                lambda: self._node_ready(node),
+            ),
+        ]
 
     def components(self) -> list[Component]:
         b, p = self.bin_dir, self.paths
@@ -128,11 +190,11 @@ class Cluster:
                 components.scheduler(b, p),
                 lambda: self._https_ok("https://127.0.0.1:10259/healthz"),
             ),
-            Component("node-agent", components.node_agent(p), self._node_ready),
+            Component("registry", components.registry(p), self._registry_ok),
             Component(
-                "kube-proxy",
-                components.kube_proxy(b, p),
-                lambda: self._http_ok("http://127.0.0.1:10256/healthz"),
+                "coredns",
+                components.coredns(p),
+                lambda: self._http_ok(f"http://127.0.0.1:{config.COREDNS_READY_PORT}/ready"),
             ),
             Component(
                 "prometheus",
@@ -143,6 +205,14 @@ class Cluster:
                 "seaweedfs",
                 components.seaweedfs(p),
                 lambda: self._s3_ok(),
+            ),
+            *[c for node in self.nodes() for c in self.node_components(node)],
+            # kube-proxy reads the node's IPs at start and exits when they change, so it
+            # starts once the first kubelet has registered the Node with its InternalIP.
+            Component(
+                "kube-proxy",
+                components.kube_proxy(b, p),
+                lambda: self._http_ok("http://127.0.0.1:10256/healthz"),
             ),
         ]
 
@@ -181,6 +251,7 @@ class Cluster:
     def _up(self) -> None:
         total = time.monotonic()
         self._check_prerequisites()
+        self._check_node_count()
         self._stop_outdated()
         if self.is_up():
             _say(f"kiln dev cluster is already up ({self.paths.root})")
@@ -189,10 +260,10 @@ class Cluster:
         comps = self.components()
         alive = [c.name for c in comps if process.running_pid(self.paths.pids, c.name)]
         if alive and (self.paths.pki / "ca.crt").exists():
-            # Some components died (or were stopped on purpose): restart just those, so
-            # the objects and credentials others are using survive.
-            _say(f"restarting the stopped components of the cluster in {self.paths.root}")
-            hostnet.setup()
+            # Some components died (or were stopped on purpose), or nodes were added:
+            # start just those, so the objects and credentials others use survive.
+            _say(f"starting the stopped components of the cluster in {self.paths.root}")
+            self._prepare_nodes()
             for comp in comps:
                 if process.running_pid(self.paths.pids, comp.name) is None:
                     with _step(comp.name):
@@ -204,26 +275,31 @@ class Cluster:
         if self.paths.root.exists():
             _say("a previous cluster left state behind: removing it first")
             self._down(quiet=True)
-        _say(f"starting the kiln dev cluster in {self.paths.root}")
+        _say(f"starting the kiln dev cluster in {self.paths.root} ({len(self.nodes())} node(s))")
         with _step("certificates, kubeconfigs and service configuration"):
             self._write_config()
-        with _step("host network (bridge, routes, fence)"):
-            hostnet.setup()
+        with _step("host network (bridge, routes, fence) and the nodes' cgroup roots"):
+            self._prepare_nodes()
         by_name = {c.name: c for c in comps}
         with _step("etcd"):
             self._start(by_name["etcd"], timeout=30)
         with _step("kube-apiserver"):
             self._start(by_name["kube-apiserver"], timeout=90)
-        with _step("bootstrap objects (kiln-system, RBAC, StorageClass)"):
+        with _step("bootstrap objects (kiln-system, RBAC, StorageClass, kube-dns)"):
             self.kubectl("apply", "-f", str(self._bootstrap_manifest()))
-        with _step("controller-manager, scheduler, node agent, Prometheus, S3"):
-            rest = [n for n in by_name if n not in ("etcd", "kube-apiserver", "kube-proxy")]
-            for name in rest:
+        services_ = ["kube-controller-manager", "kube-scheduler", "registry", "coredns"]
+        services_ += ["prometheus", "seaweedfs"]
+        with _step("controller-manager, scheduler, registry, CoreDNS, Prometheus, S3"):
+            for name in services_:
                 self._spawn(by_name[name])
-            for name in rest:
+            for name in services_:
                 self._wait_healthy(by_name[name], timeout=90)
-        # kube-proxy reads the node's IPs at start and exits when they change, so it starts
-        # once the node agent has registered the Node with its InternalIP.
+        with _step("images into the registry (scripts/push-images.sh)"):
+            self._push_images()
+        for node in self.nodes():
+            with _step(f"node {node.name} ({node.ip}, pods {node.pod_range}): containerd, kubelet"):
+                for comp in self.node_components(node):
+                    self._start(comp, timeout=90)
         with _step("kube-proxy"):
             self._start(by_name["kube-proxy"], timeout=60)
         with _step("default ServiceAccount"):
@@ -238,9 +314,58 @@ class Cluster:
         _say(f"kiln dev cluster is up in {time.monotonic() - total:.1f} s")
         self._print_access()
 
+    def _check_node_count(self) -> None:
+        try:
+            existing = int(self._node_count_file.read_text())
+        except (OSError, ValueError):
+            return
+        if self.requested_nodes is not None and self.requested_nodes < existing:
+            raise ClusterError(
+                f"the cluster has {existing} nodes; `kiln dev down` before asking for "
+                f"{self.requested_nodes}"
+            )
+
+    def _prepare_nodes(self) -> None:
+        """Host network, per-node configuration and cgroup roots; idempotent, so nodes can
+        be added to a running cluster."""
+        node_list = self.nodes()
+        hostnet.setup([n.ip for n in node_list])
+        server = components.apiserver_url()
+        v1 = cgroups.is_v1()
+        for node in node_list:
+            pki.ensure_certs(self.paths.pki, pki.node_certs(node.name, node.ip))
+            identity = f"system:node:{node.name}"
+            self.paths.kubeconfig_for(node.name).write_text(
+                pki.kubeconfig(server, self.paths.pki, node.name, identity, "kiln-dev")
+            )
+            for d in (node.cni_conf_dir, node.pod_logs, node.kubelet_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            (node.root / "containerd.toml").write_text(nodes.containerd_config(node))
+            for path, text in nodes.registry_hosts(node).items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+            (node.cni_conf_dir / "10-kiln.conflist").write_text(nodes.cni_conflist(node))
+            (node.root / "kubelet.yaml").write_text(
+                nodes.kubelet_config(node, self.paths.pki, cgroup_v1=v1)
+            )
+            cgroups.create_root(node.cgroup_root)
+        self._node_count_file.write_text(f"{len(node_list)}\n")
+
+    def _push_images(self) -> None:
+        script = _repository_root() / "scripts" / "push-images.sh"
+        if not script.exists():
+            _say(f"    {script} not found: the registry starts empty")
+            return
+        env = {**os.environ, "KILN_REGISTRY": config.registry_address(), "KILN_PUSH_OPTIONAL": "1"}
+        done = subprocess.run([str(script)], env=env, capture_output=True, text=True, check=False)
+        for line in (done.stdout + done.stderr).strip().splitlines()[-12:]:
+            _say(f"    {line}")
+        if done.returncode != 0:
+            raise ClusterError(f"pushing the images to the local registry failed ({script})")
+
     def _stop_outdated(self) -> None:
         """Stop components running another command line than this checkout would start,
-        e.g. a node agent from another clone's venv; `up` then starts them afresh."""
+        e.g. a kubelet from another build; `up` then starts them afresh."""
         for comp in self.components():
             argv = process.running_argv(self.paths.pids, comp.name)
             if argv is not None and _normalised(argv) != _normalised(comp.argv):
@@ -253,50 +378,67 @@ class Cluster:
 
     def _down(self, quiet: bool) -> None:
         start = time.monotonic()
-        # The node agent first, so no new pod starts while the control plane goes away.
-        order = [
-            "node-agent",
-            "kube-proxy",
-            "seaweedfs",
-            "prometheus",
-            "kube-scheduler",
-            "kube-controller-manager",
-            "kube-apiserver",
-            "etcd",
-        ]
+        node_list = self.nodes()
+        # The kubelets first, so no new pod starts; then every container and shim (they
+        # outlive containerd by design), then containerd and the control plane.
+        order = [n.component("kubelet") for n in node_list]
         for name in order:
             if process.stop(self.paths.pids, name) and not quiet:
                 _say(f"  - stopped {name}")
-        agent = components.node_agent(self.paths)[0]
-        if Path(agent).exists() or shutil.which(agent):
-            subprocess.run(
-                [
-                    agent,
-                    "cleanup",
-                    f"--state-dir={self.paths.node_state}",
-                    f"--bridge={config.BRIDGE}",
-                ],
-                check=False,
-            )
+        self._kill_containers()
+        order = [n.component("containerd") for n in node_list]
+        order += ["kube-proxy", "coredns", "registry", "seaweedfs", "prometheus"]
+        order += ["kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
+        for name in order:
+            if process.stop(self.paths.pids, name) and not quiet:
+                _say(f"  - stopped {name}")
         proxy = self.bin_dir / "kube-proxy"
         if proxy.exists():
             subprocess.run([str(proxy), "--cleanup"], check=False, capture_output=True)
+        self._unmount_under(self.paths.root)
+        cgroups.remove_tree()
         hostnet.teardown()
         for socket_path in components.seaweedfs_sockets():
             socket_path.unlink(missing_ok=True)
-        self._unmount_under(self.paths.root)
         shutil.rmtree(self.paths.root, ignore_errors=True)
         if not quiet:
             _say(f"kiln dev cluster is down ({time.monotonic() - start:.1f} s)")
         left = (
             hostnet.leftovers()
-            + self._cgroups()
+            + cgroups.leftovers()
             + [f"socket {path}" for path in components.seaweedfs_sockets()]
             + self._mounts_under(self.paths.root)
             + self._processes()
         )
         if left:
             raise ClusterError("left behind after down: " + ", ".join(left))
+
+    def _kill_containers(self) -> None:
+        """SIGKILL every process in the nodes' cgroups and every containerd shim of ours,
+        until none is left (a shim exits once its container has)."""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            pids = cgroups.processes_in_tree() | set(self._shim_pids())
+            if not pids:
+                return
+            for pid in pids:
+                with suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+
+    def _shim_pids(self) -> list[int]:
+        marker = str(self.paths.nodes)
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "containerd-shim" in cmdline and marker in cmdline:
+                found.append(int(proc.name))
+        return found
 
     def status(self) -> bool:
         healthy = True
@@ -325,30 +467,33 @@ class Cluster:
     def _check_prerequisites(self) -> None:
         if os.geteuid() != 0:
             raise ClusterError("kiln dev needs root (network namespaces, mounts, iptables)")
-        missing = [
-            b
-            for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-            if not (self.bin_dir / b).exists()
-        ]
-        if not config.prometheus_bin().exists():
-            missing.append(str(config.prometheus_bin()))
+        k8s = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
+        built = [self.bin_dir / b for b in k8s]
+        shim = "containerd-shim-runc-v2"
+        built += [config.containerd_bin_dir() / b for b in ("containerd", shim)]
+        built += [config.prometheus_bin(), config.registry_bin(), config.coredns_bin()]
+        missing = [str(b) for b in built if not b.exists()]
         if missing:
             raise ClusterError(f"missing {', '.join(missing)}: run `make tools` to build them")
-        for tool in ("ip", "iptables"):
-            if not shutil.which(tool):
-                raise ClusterError(f"{tool} not found: run `make system-deps`")
+        debian = [nodes.RUNC, f"{nodes.CNI_BIN_DIR}/bridge", f"{nodes.CNI_BIN_DIR}/host-local"]
+        debian += [f"{nodes.CNI_BIN_DIR}/portmap", f"{nodes.CNI_BIN_DIR}/loopback"]
+        absent = [b for b in debian if not Path(b).exists()]
+        absent += [t for t in ("ip", "iptables") if not shutil.which(t)]
+        if absent:
+            raise ClusterError(f"{', '.join(absent)} not found: run `make system-deps`")
 
     def _write_config(self) -> None:
         p = self.paths
-        for d in (p.root, p.logs, p.pids, p.etcd_data, p.node_state, p.s3_data):
+        for d in (p.root, p.logs, p.pids, p.etcd_data, p.nodes, p.s3_data):
             d.mkdir(parents=True, exist_ok=True)
+        config.registry_storage().mkdir(parents=True, exist_ok=True)
         pki.write_pki(p.pki)
         server = components.apiserver_url()
         for component, cert in [
             ("controller-manager", "controller-manager"),
             ("scheduler", "scheduler"),
             ("kube-proxy", "kube-proxy"),
-            ("node-agent", "node-agent"),
+            ("coredns", "coredns"),
         ]:
             p.kubeconfig_for(component).write_text(
                 pki.kubeconfig(server, p.pki, cert, component, "kiln-dev")
@@ -357,6 +502,8 @@ class Cluster:
         p.admin_kubeconfig.write_text(admin)
         p.admin_kubeconfig.chmod(0o600)
         (p.root / "prometheus.yml").write_text(services.prometheus_config(p.pki, server))
+        (p.root / "registry.yml").write_text(services.registry_config())
+        (p.root / "Corefile").write_text(services.corefile(p.kubeconfig_for("coredns")))
         creds = services.S3Credentials.generate()
         (p.root / "s3.json").write_text(services.seaweedfs_s3_config(creds))
         (p.root / "s3.json").chmod(0o600)
@@ -393,13 +540,15 @@ class Cluster:
             self._start(comp, timeout)
 
     def _bootstrap_manifest(self) -> Path:
-        src = resources.files("kiln.devcluster").joinpath("bootstrap.yaml")
+        src = resources.files("kilndev").joinpath("bootstrap.yaml")
         dst = self.paths.root / "bootstrap.yaml"
         dst.write_text(src.read_text())
         return dst
 
     def _spawn(self, comp: Component) -> None:
-        process.spawn(comp.name, comp.argv, logs_dir=self.paths.logs, pids_dir=self.paths.pids)
+        process.spawn(
+            comp.name, comp.argv, logs_dir=self.paths.logs, pids_dir=self.paths.pids, env=comp.env
+        )
 
     def _start(self, comp: Component, timeout: float) -> None:
         self._spawn(comp)
@@ -429,7 +578,10 @@ class Cluster:
         markers = (
             str(self.bin_dir),
             str(config.prometheus_bin()),
-            f"--state-dir={self.paths.node_state}",  # the node agent
+            str(config.containerd_bin_dir()),
+            str(config.registry_bin()),
+            str(config.coredns_bin()),
+            str(self.paths.nodes),  # containerd shims (their sockets live there)
             f"-dir={self.paths.s3_data}",  # SeaweedFS
         )
         found = []
@@ -443,11 +595,6 @@ class Cluster:
             if any(m in cmdline for m in markers):
                 found.append(f"process {proc.name} ({cmdline[:80]})")
         return found
-
-    @staticmethod
-    def _cgroups() -> list[str]:
-        """The node's memory cgroup trees (`kiln/<bridge>`), in any cgroup hierarchy."""
-        return [f"cgroup {root}" for root in cgroups.node_roots(config.BRIDGE)]
 
     @staticmethod
     def _mounts_under(root: Path) -> list[str]:

@@ -5,13 +5,19 @@ Fences, so that no cluster address ever leaves this machine:
   translate goes nowhere (no blackhole route: it would fail the connect() of host
   processes before kube-proxy's DNAT could rewrite the packet);
 - packets from pods may only be forwarded back onto the bridge.
+
+The bridge carries the gateway address (also the first node's IP) with the whole pod
+network's prefix, plus one /32 per further node; each node's CNI configuration hands out
+addresses from its own /24 on the same bridge (see nodes.py).
 """
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
+from ipaddress import IPv4Address
 
-from kiln.devcluster import config
+from kilndev import config
 
 COMMENT = "kiln-dev: pods stay on this host"
 
@@ -24,7 +30,7 @@ def _forward_rule() -> list[str]:
     return [
         "FORWARD",
         "-s",
-        str(config.POD_CIDR),
+        str(config.POD_NETWORK),
         "!",
         "-o",
         config.BRIDGE,
@@ -37,13 +43,16 @@ def _forward_rule() -> list[str]:
     ]
 
 
-def setup() -> None:
-    """Idempotent: bridge with the gateway address, forwarding, route and fence."""
+def setup(node_ips: Sequence[IPv4Address] = ()) -> None:
+    """Idempotent: bridge with the gateway and node addresses, forwarding, route and fence."""
     if _run("ip", "link", "show", config.BRIDGE, check=False).returncode != 0:
         _run("ip", "link", "add", config.BRIDGE, "type", "bridge")
-    gateway = f"{config.GATEWAY_IP}/{config.POD_CIDR.prefixlen}"
-    if gateway not in _run("ip", "-4", "addr", "show", "dev", config.BRIDGE).stdout:
-        _run("ip", "addr", "add", gateway, "dev", config.BRIDGE)
+    addresses = [f"{config.GATEWAY_IP}/{config.POD_NETWORK.prefixlen}"]
+    addresses += [f"{ip}/32" for ip in node_ips if ip != config.GATEWAY_IP]
+    present = _run("ip", "-4", "addr", "show", "dev", config.BRIDGE).stdout
+    for address in addresses:
+        if f"inet {address} " not in present:
+            _run("ip", "addr", "add", address, "dev", config.BRIDGE)
     _run("ip", "link", "set", config.BRIDGE, "up")
     _run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
     _run("ip", "route", "replace", str(config.SERVICE_CIDR), "dev", config.BRIDGE)
@@ -51,10 +60,33 @@ def setup() -> None:
         _run("iptables", "-I", *_forward_rule())
 
 
+def _cni_chains() -> list[str]:
+    """The nat chains the CNI portmap plugin made (CNI-HOSTPORT-*, CNI-DN-*)."""
+    listing = _run("iptables", "-t", "nat", "-S", check=False).stdout.splitlines()
+    return [line.split()[1] for line in listing if line.startswith("-N CNI-")]
+
+
+def _remove_cni_chains() -> None:
+    chains = _cni_chains()
+    if not chains:
+        return
+    # Jumps into them from the built-in chains first, then the chains themselves.
+    for line in _run("iptables", "-t", "nat", "-S", check=False).stdout.splitlines():
+        words = line.split()
+        jumps_in = "-j" in words and words[words.index("-j") + 1] in chains
+        if words[:1] == ["-A"] and words[1] not in chains and jumps_in:
+            _run("iptables", "-t", "nat", "-D", *words[1:], check=False)
+    for chain in chains:
+        _run("iptables", "-t", "nat", "-F", chain, check=False)
+    for chain in chains:
+        _run("iptables", "-t", "nat", "-X", chain, check=False)
+
+
 def teardown() -> None:
-    """Remove everything setup() added; safe to call when nothing is there."""
+    """Remove everything setup() and the nodes' CNI added; safe when nothing is there."""
     while _run("iptables", "-D", *_forward_rule(), check=False).returncode == 0:
         pass
+    _remove_cni_chains()
     _run("ip", "route", "del", str(config.SERVICE_CIDR), check=False)
     _run("ip", "link", "del", config.BRIDGE, check=False)
 
@@ -68,4 +100,5 @@ def leftovers() -> list[str]:
     found += [f"netns {n}" for n in netns if n.startswith("kiln-")]
     if _run("iptables", "-C", *_forward_rule(), check=False).returncode == 0:
         found.append("iptables FORWARD fence")
+    found += [f"iptables nat chain {chain}" for chain in _cni_chains()]
     return found

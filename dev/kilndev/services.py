@@ -1,4 +1,5 @@
-"""Configuration of the cluster's add-on services: Prometheus and the S3 store (pure)."""
+"""Configuration of the cluster's add-on services (pure): Prometheus, the S3 store, the
+image registry and the cluster DNS."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from kiln.devcluster import config
+from kilndev import config
 
 SCRAPE_INTERVAL = "5s"
 
@@ -112,3 +113,37 @@ def s3_endpoint() -> str:
 
 def prometheus_url() -> str:
     return f"http://{config.GATEWAY_IP}:{config.PROMETHEUS_PORT}"
+
+
+def registry_config() -> str:
+    """distribution's configuration: plain HTTP on loopback (containerd pulls on the host),
+    blobs in the cache so they outlive the cluster."""
+    doc = {
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(config.registry_storage())},
+            "delete": {"enabled": True},
+        },
+        "http": {"addr": config.registry_address()},
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def corefile(kubeconfig: Path) -> str:
+    """CoreDNS as the cluster's DNS: `<svc>.<ns>.svc.cluster.local` from the API, nothing
+    forwarded (no name a pod looks up ever leaves the machine: others are REFUSED)."""
+    return (
+        f"{config.CLUSTER_DOMAIN}:53 in-addr.arpa:53 ip6.arpa:53 {{\n"
+        f"    bind {config.GATEWAY_IP}\n"
+        "    errors\n"
+        f"    ready 127.0.0.1:{config.COREDNS_READY_PORT}\n"
+        f"    kubernetes {config.CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{\n"
+        f"        kubeconfig {kubeconfig} kiln-dev\n"
+        "        pods insecure\n"
+        "        fallthrough in-addr.arpa ip6.arpa\n"
+        "    }\n"
+        "    cache 5\n"
+        "    loadbalance\n"
+        "}\n"
+    )

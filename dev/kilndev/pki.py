@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kiln.devcluster import config
+from kilndev import config
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 VALIDITY = dt.timedelta(days=365)
@@ -59,22 +59,25 @@ def cluster_certs() -> list[CertSpec]:
             ),
             ips=(_loopback(), config.KUBERNETES_SERVICE_IP, gateway),
         ),
-        # The apiserver's identity when it calls the node agent (kubectl logs).
+        # The apiserver's identity when it calls a kubelet (kubectl logs, exec, port-forward).
         CertSpec("apiserver-kubelet-client", "kube-apiserver-kubelet-client", client=True),
         CertSpec("admin", "kiln-admin", ("system:masters",), client=True),
         CertSpec("controller-manager", "system:kube-controller-manager", client=True),
         CertSpec("scheduler", "system:kube-scheduler", client=True),
         CertSpec("kube-proxy", "system:kube-proxy", client=True),
-        CertSpec("node-agent", f"system:node:{config.NODE_NAME}", ("system:nodes",), client=True),
-        CertSpec(
-            "kubelet-serving",
-            config.NODE_NAME,
-            server=True,
-            dns_names=(config.NODE_NAME, "localhost"),
-            ips=(gateway, _loopback()),
-        ),
         # Prometheus discovers pods through the API as this user (RBAC: read pods only).
         CertSpec("prometheus", "kiln:prometheus", client=True),
+        # CoreDNS watches Services and EndpointSlices as this user.
+        CertSpec("coredns", "kiln:coredns", client=True),
+    ]
+
+
+def node_certs(name: str, ip: IPAddress) -> list[CertSpec]:
+    """A kubelet's client identity (the Node authorizer's `system:node:<name>`) and its
+    serving certificate, whose IP SAN the apiserver checks when it calls the kubelet."""
+    return [
+        CertSpec(name, f"system:node:{name}", ("system:nodes",), client=True),
+        CertSpec(f"{name}-serving", name, server=True, dns_names=(name,), ips=(ip,)),
     ]
 
 
@@ -105,6 +108,12 @@ class CertificateAuthority:
     def __init__(self, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
         self.key = key
         self.cert = cert
+
+    @classmethod
+    def load(cls, pki_dir: Path) -> CertificateAuthority:
+        key = serialization.load_pem_private_key((pki_dir / "ca.key").read_bytes(), None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return cls(key, x509.load_pem_x509_certificate((pki_dir / "ca.crt").read_bytes()))
 
     @classmethod
     def create(cls, common_name: str = "kiln-dev-ca") -> CertificateAuthority:
@@ -171,9 +180,7 @@ def write_pki(pki_dir: Path) -> None:
     _write(pki_dir / "ca.key", _key_pem(ca.key))
     _write(pki_dir / "ca.crt", ca.cert.public_bytes(serialization.Encoding.PEM), 0o644)
     for spec in cluster_certs():
-        key, cert = ca.issue(spec)
-        _write(pki_dir / f"{spec.name}.key", _key_pem(key))
-        _write(pki_dir / f"{spec.name}.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        _issue_into(pki_dir, ca, spec)
     sa_key = _new_key()
     _write(pki_dir / "sa.key", _key_pem(sa_key))
     _write(
@@ -183,6 +190,22 @@ def write_pki(pki_dir: Path) -> None:
         ),
         0o644,
     )
+
+
+def _issue_into(pki_dir: Path, ca: CertificateAuthority, spec: CertSpec) -> None:
+    key, cert = ca.issue(spec)
+    _write(pki_dir / f"{spec.name}.key", _key_pem(key))
+    _write(pki_dir / f"{spec.name}.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+
+def ensure_certs(pki_dir: Path, specs: Sequence[CertSpec]) -> None:
+    """Issue, with the cluster's existing CA, those of `specs` not issued yet (a node added
+    to a running cluster gets its identity without disturbing anyone else's)."""
+    missing = [s for s in specs if not (pki_dir / f"{s.name}.crt").exists()]
+    if missing:
+        ca = CertificateAuthority.load(pki_dir)
+        for spec in missing:
+            _issue_into(pki_dir, ca, spec)
 
 
 def kubeconfig(server: str, pki_dir: Path, cert_name: str, user: str, context: str) -> str:
