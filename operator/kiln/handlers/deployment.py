@@ -28,17 +28,7 @@ from kiln.api.wire import INVALID_SPEC, MODEL_DEPLOYMENT_LABEL, NAME_CONFLICT
 from kiln.builders import serving
 from kiln.core import canary
 from kiln.core.failures import Failure
-from kiln.handlers.chassis import (
-    Controller,
-    Key,
-    Stalled,
-    controller_in,
-    key_of,
-    owner_keys,
-    start_in,
-    stop_in,
-    utcnow,
-)
+from kiln.handlers.chassis import Controller, Key, Stalled, key_of, owner_keys, utcnow
 from kiln.handlers.observations import observe_track
 from kiln.k8s.client import (
     DEPLOYMENTS,
@@ -59,7 +49,6 @@ from kiln.telemetry import rollouts
 logger = logging.getLogger(__name__)
 
 KIND = "ModelDeployment"
-MEMO_KEY = "deployment_controller"
 
 
 def contains(current: Any, desired: Any) -> bool:
@@ -81,6 +70,7 @@ class DeploymentController(Controller):
     """Reconciles ModelDeployments; one instance per operator process."""
 
     kind = KIND
+    memo_key = "deployment_controller"
     resource = MODEL_DEPLOYMENTS
     status_type = ModelDeploymentStatus
 
@@ -294,10 +284,6 @@ def _check_owner(uid: str | None, current: Mapping[str, Any]) -> None:
 # -- kopf wiring: watch events only enqueue keys -----------------------------------------
 
 
-def deployment_controller(memo: kopf.Memo) -> DeploymentController | None:
-    return controller_in(memo, MEMO_KEY, DeploymentController)
-
-
 def _make_controller() -> DeploymentController:
     settings = OperatorSettings.from_env()
     return DeploymentController(
@@ -307,19 +293,19 @@ def _make_controller() -> DeploymentController:
 
 @kopf.on.startup()
 async def start_deployment_controller(memo: kopf.Memo, **_: Any) -> None:
-    start_in(memo, MEMO_KEY, _make_controller)
+    DeploymentController.start_in(memo, _make_controller)
 
 
 @kopf.on.cleanup()
 async def stop_deployment_controller(memo: kopf.Memo, **_: Any) -> None:
-    await stop_in(memo, MEMO_KEY)
+    await DeploymentController.stop_in(memo)
 
 
 @kopf.on.event("kiln.dev", "v1alpha1", "modeldeployments")
 async def model_deployment_event(
     type: str, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
-    controller = deployment_controller(memo)
+    controller = DeploymentController.in_memo(memo)
     if controller is not None:
         controller.enqueue(key_of(namespace, name), body, deleted=type == "DELETED")
 
@@ -328,7 +314,7 @@ async def model_deployment_event(
 async def model_version_event(
     body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
-    controller = deployment_controller(memo)
+    controller = DeploymentController.in_memo(memo)
     model = (body.get("spec") or {}).get("model")
     if controller is not None and model:
         controller.model_version_changed(namespace or "default", str(model))
@@ -336,7 +322,7 @@ async def model_version_event(
 
 @kopf.on.event("apps", "v1", "deployments", labels={MODEL_DEPLOYMENT_LABEL: kopf.PRESENT})
 async def serving_deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    controller = deployment_controller(memo)
+    controller = DeploymentController.in_memo(memo)
     if controller is not None:
         for key in owner_keys(body, KIND):
             controller.queue.add(key)
@@ -346,7 +332,7 @@ async def serving_deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -
 async def serving_pod_event(
     body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
-    controller = deployment_controller(memo)
+    controller = DeploymentController.in_memo(memo)
     if controller is not None:
         label = (body.get("metadata", {}).get("labels") or {}).get(MODEL_DEPLOYMENT_LABEL)
         controller.serving_pod_changed(namespace or "default", label)

@@ -21,9 +21,7 @@ from tests.support.matchers import has_condition
 import kiln.handlers  # noqa: F401  (registers the handlers, as kiln-operator does)
 from kiln import operator
 from kiln.core.analysis import QueryResult
-from kiln.handlers.deployment import MEMO_KEY as DEPLOYMENT_MEMO_KEY
 from kiln.handlers.deployment import DeploymentController
-from kiln.handlers.training import MEMO_KEY as TRAINING_MEMO_KEY
 from kiln.handlers.training import TrainingController
 from kiln.k8s.client import (
     DEPLOYMENTS,
@@ -113,8 +111,8 @@ async def running(
         trainer_image="kiln/trainer:test", server_image="kiln/server:test", workers=4
     )
     memo = kopf.Memo()
-    memo[TRAINING_MEMO_KEY] = TrainingController(client, settings)
-    memo[DEPLOYMENT_MEMO_KEY] = DeploymentController(client, settings, NoPrometheus())  # type: ignore[arg-type]
+    memo[TrainingController.memo_key] = TrainingController(client, settings)
+    memo[DeploymentController.memo_key] = DeploymentController(client, settings, NoPrometheus())  # type: ignore[arg-type]
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(
         kopf.operator(
