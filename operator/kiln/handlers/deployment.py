@@ -43,6 +43,7 @@ from kiln.k8s.client import (
     Resource,
 )
 from kiln.services.prometheus import PrometheusClient
+from kiln.services.registration import parse_versions
 from kiln.settings import OperatorSettings
 from kiln.telemetry import rollouts
 
@@ -138,7 +139,7 @@ class DeploymentController(Controller):
             raise Stalled(INVALID_SPEC, validation_message(e), resync=None) from e
         self.models[key] = md.spec.model
 
-        versions = await self._versions(namespace)
+        versions = parse_versions(await self.client.list(MODEL_VERSIONS, namespace))
         target = canary.resolve_target(md, versions)
         tracks = {track: await self._observe(md, track) for track in serving.TRACKS}
         observations = canary.Observations(
@@ -169,15 +170,6 @@ class DeploymentController(Controller):
         fresh = [r for r in decision.status.analysis if r not in md.status.analysis]
         rollouts.record_analysis(namespace, name, fresh)
         return decision.requeue_after
-
-    async def _versions(self, namespace: str) -> list[ModelVersion]:
-        versions = []
-        for item in await self.client.list(MODEL_VERSIONS, namespace):
-            try:
-                versions.append(ModelVersion.model_validate(item))
-            except ValidationError:
-                continue
-        return versions
 
     async def _observe(self, md: ModelDeployment, track: canary.Track) -> canary.TrackObservation:
         name = md.metadata.name or ""
