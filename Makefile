@@ -30,6 +30,7 @@ lint: venv
 	$(VENV)/bin/ruff check operator dev tests bench
 	$(VENV)/bin/ruff format --check operator dev tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # crds/ is the source of truth for users; manifests/crds/ holds a copy for kustomize (its
 # load restrictor refuses files outside a kustomization's directory). Tests check both.

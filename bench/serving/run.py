@@ -25,7 +25,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,8 +35,11 @@ from pathlib import Path
 from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).parent))
+# The tests' support code (one free_port) is shared with the benchmarks.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from peers import CACHE, ServerSpec, kiln_spec, kserve_spec, mlserver_spec
+from tests.support.ports import free_port
 
 HERE = Path(__file__).parent
 LUA = HERE / "post.lua"
@@ -124,12 +126,6 @@ def malformed_requests() -> list[tuple[str, str, bytes]]:
         ("unknown model", "/v2/models/nope/infer", infer_body(iris_rows(1, 1))),
         ("body of 16 MiB", INFER_PATH, too_large),
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:

@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,10 @@ from kiln.settings import DEFAULT_TRAINER_IMAGE
 from kilndev.config import ClusterPaths
 
 ROOT = Path(__file__).resolve().parents[2]
+# The tests' support code (one operator launcher) is shared with the benchmarks.
+sys.path.insert(0, str(ROOT))
+from tests.support.operator_process import OperatorProcess  # noqa: E402
+
 BUCKET = "datasets"
 NAMESPACES = Resource("", "v1", "namespaces")
 
@@ -43,12 +46,6 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(round(q / 100 * (len(ordered) - 1)), len(ordered) - 1)
     return ordered[index]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mib(pid: int) -> float:
@@ -296,31 +293,17 @@ async def main_async(args: argparse.Namespace, env: dict[str, str]) -> None:
         if args.e2e:
             await end_to_end(client, namespace, args.e2e, dataset)
     finally:
-        operator.terminate()
-        operator.wait(timeout=20)
+        operator.stop()
         await client.delete(NAMESPACES, None, namespace)
         await client.close()
 
 
-def start_operator(env: dict[str, str], namespace: str) -> subprocess.Popen[bytes]:
+def start_operator(env: dict[str, str], namespace: str) -> OperatorProcess:
     """The operator, watching only the bench's namespace: other work on the cluster (e2e
     tests, other benchmarks) neither slows it down nor gets reconciled by it."""
-    log = open(Path("/tmp") / "kiln-bench-operator.log", "wb")  # noqa: SIM115
-    return subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "kiln-operator"),
-            "--standalone",
-            f"--liveness=http://127.0.0.1:{free_port()}/healthz",
-        ],
-        env={
-            **env,
-            **kiln_settings(),
-            "KILN_METRICS_PORT": str(free_port()),
-            "KILN_NAMESPACES": namespace,
-        },
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    env = {**env, **kiln_settings(), "KILN_NAMESPACES": namespace}
+    kubeconfig = Path(env["KUBECONFIG"])
+    return OperatorProcess(kubeconfig, Path("/tmp") / "kiln-bench-operator.log", env).start()
 
 
 def kiln_settings() -> dict[str, str]:

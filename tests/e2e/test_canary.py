@@ -12,9 +12,7 @@ import io
 import json
 import os
 import secrets
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -31,6 +29,7 @@ import pytest
 from kubernetes import client
 from tests.e2e.conftest import Kube
 from tests.support.k8s import wait_for
+from tests.support.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -86,12 +85,6 @@ def artifacts(kube: Kube) -> dict[str, Artifact]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def operator(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[Path]:
     """The operator, watching only the test's namespace, with the current CRDs."""
@@ -106,34 +99,18 @@ def operator(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[Path]:
             },
         },
     )
-    log = tmp_path / "operator.log"
     env = {
         **os.environ,
-        "KUBECONFIG": str(kube.kubeconfig),
         "KILN_PROMETHEUS_URL": kube.prometheus_url,
         "KILN_NAMESPACES": namespace,
-        "KILN_METRICS_PORT": "0",
         "KILN_S3_ENDPOINT": kube.s3_endpoint,
     }
-    liveness = f"http://127.0.0.1:{_free_port()}/healthz"
-    binary = Path(sys.executable).parent / "kiln-operator"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(binary), "--standalone", "--liveness", liveness],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    process = OperatorProcess(kube.kubeconfig, tmp_path / "operator.log", env).start()
     try:
-        yield log
+        yield process.log
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        print(log.read_text()[-6000:])
+        process.stop()
+        print(process.log_tail())
 
 
 def custom(kube: Kube) -> client.CustomObjectsApi:

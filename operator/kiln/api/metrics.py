@@ -1,8 +1,9 @@
 """The metric names Kiln knows, and which way is better for each.
 
-The trainer (`kiln.trainer.metrics`) reports metrics under exactly these names, the
+The trainer (`kiln.trainer.metrics`) computes and reports exactly these metrics, in this
+order (the first of a task is its primary metric when a TrainingJob lists none), the
 registration policy gates on them, and the CRD rejects any other name at `kubectl apply`
-time. A unit test keeps this list and the trainer's in step.
+time. This is their one definition.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ CLASSIFICATION_METRICS: dict[str, Direction] = {
 }
 
 REGRESSION_METRICS: dict[str, Direction] = {
-    "r2": "higherIsBetter",
-    "mae": "lowerIsBetter",
     "rmse": "lowerIsBetter",
+    "mae": "lowerIsBetter",
+    "r2": "higherIsBetter",
 }
 
 METRIC_DIRECTIONS: dict[str, Direction] = {**CLASSIFICATION_METRICS, **REGRESSION_METRICS}

@@ -2,7 +2,7 @@
 
 The pod passes Pod Security `restricted`, is owned by its TrainingJob (garbage-collected
 with it), gets S3 credentials from a Secret by reference only, and receives its job
-description as JSON in `KILN_TRAIN_SPEC` (the schema of `kiln.trainer.spec.TrainSpec`).
+description as JSON in `KILN_TRAIN_SPEC` (the schema of `kiln.contract.train_spec.TrainSpec`).
 The trainer reports back through the termination message; `FallbackToLogsOnError` keeps
 the tail of the log there when it crashed before writing one.
 """

@@ -12,10 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from kiln.api.common import Condition, ConditionStatus
-
-READY = "Ready"
-RECONCILING = "Reconciling"
-STALLED = "Stalled"
+from kiln.api.wire import READY, RECONCILING, STALLED
 
 
 def find(conditions: Sequence[Condition], type_: str) -> Condition | None:

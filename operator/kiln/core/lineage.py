@@ -14,7 +14,7 @@ from typing import Any
 
 from kiln.api import wire
 from kiln.api.training_job import TrainingJob
-from kiln.core.training import TrainerSuccess
+from kiln.contract.train_report import TrainerSuccess
 
 # Annotations share a 256 KiB budget per object; params larger than this are kept only as
 # a hash (the TrainingJob at that generation, in Git, holds them).

@@ -34,10 +34,11 @@ from kiln.api.wire import (
     TRAINING_JOB_UID_LABEL,
     VERSION_LABEL,
 )
+from kiln.contract.train_report import TrainerSuccess
 from kiln.core import conditions as cond
 from kiln.core.approval import Baseline
 from kiln.core.lineage import Lineage, lineage_annotations
-from kiln.core.training import TrainerSuccess, bounded_name
+from kiln.core.training import bounded_name
 
 MAX_LABEL_VALUE = 63
 

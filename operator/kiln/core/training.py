@@ -13,21 +13,19 @@ Everything here is pure: the adapter lists the run's pods, turns each into a
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
-
-from kiln.api.common import KilnModel
-from kiln.api.model_version import Artifact, FairnessReport, InputSchema
 from kiln.api.training_job import RunRecord, TrainingPhase
+from kiln.contract.train_report import (
+    Reason,
+    TrainerFailure,
+    TrainerSuccess,
+    parse_termination_message,
+)
 
 # --- reasons (condition reasons and Events) ---------------------------------------------
-DATASET_UNAVAILABLE = "DatasetUnavailable"
-INVALID_PARAMS = "InvalidParams"
-INTEGRITY_ERROR = "IntegrityError"
 BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 POD_DELETED = "PodDeleted"
@@ -38,18 +36,10 @@ POD_EVICTED = "Evicted"
 SUCCEEDED = "Succeeded"
 ATTEMPT_STARTED = "AttemptStarted"
 
-# The trainer's exit codes (kiln.trainer.errors.Reason): (reason, retryable). The exit code
-# still tells why when the termination message is lost.
+# The trainer's exit codes: (reason, retryable). The exit code still tells why when the
+# termination message is lost.
 TRAINER_EXIT_CODES: dict[int, tuple[str, bool]] = {
-    1: ("InternalError", True),
-    2: ("InvalidSpec", False),
-    3: (DATASET_UNAVAILABLE, True),
-    4: (INTEGRITY_ERROR, False),
-    5: ("InvalidDataset", False),
-    6: ("InvalidEstimator", False),
-    7: (INVALID_PARAMS, False),
-    8: ("TrainingFailed", False),
-    9: ("UploadFailed", True),
+    reason.exit_code: (reason.label, reason.retryable) for reason in Reason
 }
 
 BACKOFF_BASE_SECONDS = 10
@@ -58,76 +48,6 @@ BACKOFF_CAP_SECONDS = 300
 # Pod names double as hostnames (63 chars); label values have the same limit.
 MAX_POD_NAME_LENGTH = 63
 NAME_HASH_LENGTH = 8
-
-
-# --- the trainer's report ---------------------------------------------------------------
-
-
-class DatasetDigest(KilnModel):
-    uri: str
-    sha256: str
-    rows: int | None = None
-
-
-class TrainerSuccess(KilnModel):
-    """The termination message of a successful run (kiln.trainer.run.train)."""
-
-    ok: Literal[True]
-    artifact: Artifact
-    metrics: dict[str, float] = Field(default_factory=dict)
-    dataset: DatasetDigest
-    versions: dict[str, str] = Field(default_factory=dict)
-    input_schema: InputSchema = Field(default_factory=InputSchema)
-    fairness: FairnessReport | None = None
-    estimator: str | None = None
-    params: dict[str, Any] | None = None
-    report_uri: str | None = None
-    # The trainer shrinks a report over 4 KiB (feature dtypes dropped, lists cut); the full
-    # one is at report_uri.
-    truncated: bool = False
-
-    @field_validator("input_schema", mode="before")
-    @classmethod
-    def _bare_feature_names(cls, value: Any) -> Any:
-        """A shrunk report lists features as bare names; read them as name-only features."""
-        if isinstance(value, dict) and isinstance(value.get("features"), list):
-            features = [{"name": f} if isinstance(f, str) else f for f in value["features"]]
-            return {**value, "features": features}
-        return value
-
-
-class TrainerFailure(KilnModel):
-    """The termination message of a run that knows why it failed."""
-
-    ok: Literal[False]
-    reason: str
-    message: str = ""
-    exit_code: int | None = None
-    retryable: bool = True
-
-
-def parse_termination_message(text: str | None) -> TrainerSuccess | TrainerFailure | None:
-    """The trainer's report, or None when the message is absent or not a report.
-
-    With `terminationMessagePolicy: FallbackToLogsOnError` a crashed trainer leaves the
-    tail of its log there instead: that is None, not an exception.
-    """
-    if not text:
-        return None
-    try:
-        document = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(document, dict):
-        return None
-    try:
-        if document.get("ok") is True:
-            return TrainerSuccess.model_validate(document)
-        if document.get("ok") is False:
-            return TrainerFailure.model_validate(document)
-    except ValidationError:
-        return None
-    return None
 
 
 # --- observations -----------------------------------------------------------------------

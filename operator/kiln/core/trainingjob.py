@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from kiln.api.common import Condition
 from kiln.api.training_job import RunRecord, TrainingJob, TrainingJobStatus
-from kiln.api.wire import RETRAIN_ANNOTATION, RETRAIN_HANDLED_ANNOTATION
+from kiln.api.wire import FAILED, RETRAIN_ANNOTATION, RETRAIN_HANDLED_ANNOTATION
 from kiln.core import conditions as cond
 from kiln.core.lineage import params_hash
 from kiln.core.schedule import (
@@ -229,16 +229,14 @@ def summarize(
         if newest.model_version:
             message += f" and registered {newest.model_version}"
         conditions = cond.mark_ready(conditions, "Succeeded", message, now, observed)
-        conditions = cond.remove_condition(conditions, "Failed")
+        conditions = cond.remove_condition(conditions, FAILED)
     else:
         reason = newest.reason or "Failed"
         message = newest.message or f"run {newest.run} failed"
         # Stalled as kstatus means it: nothing more happens until the spec changes or a
         # trigger starts another run, so Flux and `kubectl wait` fail now, not at a timeout.
         conditions = cond.mark_stalled(conditions, reason, message, now, observed)
-        conditions = cond.set_condition(
-            conditions, "Failed", "True", reason, message, now, observed
-        )
+        conditions = cond.set_condition(conditions, FAILED, "True", reason, message, now, observed)
 
     return TrainingJobStatus(
         observed_generation=observed,

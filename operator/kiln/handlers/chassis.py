@@ -16,7 +16,8 @@ The chassis around it, the same for every kind:
   with a reason when a person must act, Reconciling with the error when a retry may
   help) and a Warning Event, rate-limited, so a user sees it with `kubectl describe`.
 
-The controllers live in kopf's memo (one per operator), not in module globals.
+The controllers live in kopf's memo (one per operator, `Controller.start_in`), not in
+module globals; kopf's handlers find them there (`Controller.in_memo`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self
 
 import aiohttp
 import kopf
@@ -100,6 +101,8 @@ class Controller:
     kind: ClassVar[str]
     resource: ClassVar[Resource]
     status_type: ClassVar[type[KilnModel]]
+    # Where kopf's memo holds the operator's instance.
+    memo_key: ClassVar[str]
     # Identical failure Events of one object are posted at most once per this window.
     failure_event_window: ClassVar[float] = 600.0
 
@@ -117,8 +120,11 @@ class Controller:
         self.workers = workers
         self.queue: WorkQueue[Key] = WorkQueue()
         self.cache: InformerCache[Key] = InformerCache()
-        # Events wait while reconciles are queued: objects and statuses come first.
-        self.events = EventPoster(client, busy=lambda: len(self.queue) > 0)
+        # Events wait while reconciles are queued: objects and statuses come first (and at
+        # shutdown, when nothing will take the queued keys, they go at once).
+        self.events = EventPoster(
+            client, busy=lambda: len(self.queue) > 0 and not self.queue.shut_down
+        )
         self._failure_events: RateLimiter[tuple[Key, str, str]] = RateLimiter(
             self.failure_event_window
         )
@@ -144,7 +150,29 @@ class Controller:
             update["observed_generation"] = generation
         return status.model_copy(update=update)
 
-    # --- lifecycle -------------------------------------------------------------------------
+    # --- lifecycle, in kopf's memo -------------------------------------------------------
+
+    @classmethod
+    def in_memo(cls, memo: kopf.Memo) -> Self | None:
+        """The instance kopf's memo holds (None before startup or after cleanup)."""
+        found = memo.get(cls.memo_key)
+        return found if isinstance(found, cls) else None
+
+    @classmethod
+    def start_in(cls, memo: kopf.Memo, make: Callable[[], Self]) -> None:
+        """Start the instance in kopf's memo; make it first unless one is there already
+        (a test's, with its own client)."""
+        controller = cls.in_memo(memo)
+        if controller is None:
+            controller = memo[cls.memo_key] = make()
+        controller.start()
+
+    @classmethod
+    async def stop_in(cls, memo: kopf.Memo) -> None:
+        controller = cls.in_memo(memo)
+        if controller is not None:
+            await controller.stop()
+            memo.pop(cls.memo_key, None)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -288,12 +316,3 @@ class Controller:
             return
         if self._failure_events.allow((key, failure.reason, failure.message), time.monotonic()):
             self.post_event(raw, failure.reason, failure.message, warning=True)
-
-
-C = TypeVar("C", bound=Controller)
-
-
-def controller_in(memo: kopf.Memo, name: str, type_: type[C]) -> C | None:
-    """The controller kopf's memo holds under `name` (None before startup or after cleanup)."""
-    found = memo.get(name)
-    return found if isinstance(found, type_) else None

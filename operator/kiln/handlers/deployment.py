@@ -28,15 +28,7 @@ from kiln.api.wire import INVALID_SPEC, MODEL_DEPLOYMENT_LABEL, NAME_CONFLICT
 from kiln.builders import serving
 from kiln.core import canary
 from kiln.core.failures import Failure
-from kiln.handlers.chassis import (
-    Controller,
-    Key,
-    Stalled,
-    controller_in,
-    key_of,
-    owner_keys,
-    utcnow,
-)
+from kiln.handlers.chassis import Controller, Key, Stalled, key_of, owner_keys, utcnow
 from kiln.handlers.observations import observe_track
 from kiln.k8s.client import (
     DEPLOYMENTS,
@@ -51,13 +43,13 @@ from kiln.k8s.client import (
     Resource,
 )
 from kiln.services.prometheus import PrometheusClient
+from kiln.services.registration import parse_versions
 from kiln.settings import OperatorSettings
 from kiln.telemetry import rollouts
 
 logger = logging.getLogger(__name__)
 
 KIND = "ModelDeployment"
-MEMO_KEY = "deployment_controller"
 
 
 def contains(current: Any, desired: Any) -> bool:
@@ -79,6 +71,7 @@ class DeploymentController(Controller):
     """Reconciles ModelDeployments; one instance per operator process."""
 
     kind = KIND
+    memo_key = "deployment_controller"
     resource = MODEL_DEPLOYMENTS
     status_type = ModelDeploymentStatus
 
@@ -146,7 +139,7 @@ class DeploymentController(Controller):
             raise Stalled(INVALID_SPEC, validation_message(e), resync=None) from e
         self.models[key] = md.spec.model
 
-        versions = await self._versions(namespace)
+        versions = parse_versions(await self.client.list(MODEL_VERSIONS, namespace))
         target = canary.resolve_target(md, versions)
         tracks = {track: await self._observe(md, track) for track in serving.TRACKS}
         observations = canary.Observations(
@@ -177,15 +170,6 @@ class DeploymentController(Controller):
         fresh = [r for r in decision.status.analysis if r not in md.status.analysis]
         rollouts.record_analysis(namespace, name, fresh)
         return decision.requeue_after
-
-    async def _versions(self, namespace: str) -> list[ModelVersion]:
-        versions = []
-        for item in await self.client.list(MODEL_VERSIONS, namespace):
-            try:
-                versions.append(ModelVersion.model_validate(item))
-            except ValidationError:
-                continue
-        return versions
 
     async def _observe(self, md: ModelDeployment, track: canary.Track) -> canary.TrackObservation:
         name = md.metadata.name or ""
@@ -292,36 +276,28 @@ def _check_owner(uid: str | None, current: Mapping[str, Any]) -> None:
 # -- kopf wiring: watch events only enqueue keys -----------------------------------------
 
 
-def deployment_controller(memo: kopf.Memo) -> DeploymentController | None:
-    return controller_in(memo, MEMO_KEY, DeploymentController)
+def _make_controller() -> DeploymentController:
+    settings = OperatorSettings.from_env()
+    return DeploymentController(
+        KubeClient.from_config(), settings, PrometheusClient(settings.prometheus_url)
+    )
 
 
 @kopf.on.startup()
 async def start_deployment_controller(memo: kopf.Memo, **_: Any) -> None:
-    # A controller already in the memo (a test's, with its own client) is used as it is.
-    controller = deployment_controller(memo)
-    if controller is None:
-        settings = OperatorSettings.from_env()
-        controller = DeploymentController(
-            KubeClient.from_config(), settings, PrometheusClient(settings.prometheus_url)
-        )
-        memo[MEMO_KEY] = controller
-    controller.start()
+    DeploymentController.start_in(memo, _make_controller)
 
 
 @kopf.on.cleanup()
 async def stop_deployment_controller(memo: kopf.Memo, **_: Any) -> None:
-    controller = deployment_controller(memo)
-    if controller is not None:
-        await controller.stop()
-        memo.pop(MEMO_KEY, None)
+    await DeploymentController.stop_in(memo)
 
 
 @kopf.on.event("kiln.dev", "v1alpha1", "modeldeployments")
 async def model_deployment_event(
     type: str, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
-    controller = deployment_controller(memo)
+    controller = DeploymentController.in_memo(memo)
     if controller is not None:
         controller.enqueue(key_of(namespace, name), body, deleted=type == "DELETED")
 
@@ -330,7 +306,7 @@ async def model_deployment_event(
 async def model_version_event(
     body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
-    controller = deployment_controller(memo)
+    controller = DeploymentController.in_memo(memo)
     model = (body.get("spec") or {}).get("model")
     if controller is not None and model:
         controller.model_version_changed(namespace or "default", str(model))
@@ -338,7 +314,7 @@ async def model_version_event(
 
 @kopf.on.event("apps", "v1", "deployments", labels={MODEL_DEPLOYMENT_LABEL: kopf.PRESENT})
 async def serving_deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    controller = deployment_controller(memo)
+    controller = DeploymentController.in_memo(memo)
     if controller is not None:
         for key in owner_keys(body, KIND):
             controller.queue.add(key)
@@ -348,7 +324,7 @@ async def serving_deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -
 async def serving_pod_event(
     body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
-    controller = deployment_controller(memo)
+    controller = DeploymentController.in_memo(memo)
     if controller is not None:
         label = (body.get("metadata", {}).get("labels") or {}).get(MODEL_DEPLOYMENT_LABEL)
         controller.serving_pod_changed(namespace or "default", label)

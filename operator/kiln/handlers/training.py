@@ -46,15 +46,7 @@ from kiln.core.training import (
     RetryPolicy,
     decide_run,
 )
-from kiln.handlers.chassis import (
-    Controller,
-    Key,
-    Stalled,
-    controller_in,
-    key_of,
-    owner_keys,
-    utcnow,
-)
+from kiln.handlers.chassis import Controller, Key, Stalled, key_of, owner_keys, utcnow
 from kiln.handlers.observations import observe_pod
 from kiln.k8s.client import PODS, TRAINING_JOBS, ApiError, KubeClient
 from kiln.services.datasets import DatasetProbe
@@ -64,13 +56,13 @@ from kiln.settings import OperatorSettings
 logger = logging.getLogger(__name__)
 
 KIND = "TrainingJob"
-MEMO_KEY = "training_controller"
 
 
 class TrainingController(Controller):
     """Reconciles TrainingJobs; one instance per operator process."""
 
     kind = KIND
+    memo_key = "training_controller"
     resource = TRAINING_JOBS
     status_type = TrainingJobStatus
 
@@ -296,40 +288,31 @@ class TrainingController(Controller):
 # --- kopf wiring: watch events only enqueue keys ------------------------------------------
 
 
-def training_controller(memo: kopf.Memo) -> TrainingController | None:
-    return controller_in(memo, MEMO_KEY, TrainingController)
-
-
 @kopf.on.startup()
 async def start_training_controller(memo: kopf.Memo, **_: Any) -> None:
-    # A controller already in the memo (a test's, with its own client) is used as it is.
-    controller = training_controller(memo)
-    if controller is None:
-        controller = TrainingController(KubeClient.from_config(), OperatorSettings.from_env())
-        memo[MEMO_KEY] = controller
-    controller.start()
+    TrainingController.start_in(
+        memo,
+        lambda: TrainingController(KubeClient.from_config(), OperatorSettings.from_env()),
+    )
 
 
 @kopf.on.cleanup()
 async def stop_training_controller(memo: kopf.Memo, **_: Any) -> None:
-    controller = training_controller(memo)
-    if controller is not None:
-        await controller.stop()
-        memo.pop(MEMO_KEY, None)
+    await TrainingController.stop_in(memo)
 
 
 @kopf.on.event("kiln.dev", "v1alpha1", "trainingjobs")
 async def training_job_event(
     type: str, namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
-    controller = training_controller(memo)
+    controller = TrainingController.in_memo(memo)
     if controller is not None:
         controller.enqueue(key_of(namespace, name), body, deleted=type == "DELETED")
 
 
 @kopf.on.event("", "v1", "pods", labels={TRAINING_JOB_UID_LABEL: kopf.PRESENT})
 async def training_pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    controller = training_controller(memo)
+    controller = TrainingController.in_memo(memo)
     if controller is not None and controller.pod_changed(type, body):
         for key in owner_keys(body, KIND):
             controller.queue.add(key)

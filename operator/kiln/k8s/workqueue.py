@@ -49,6 +49,10 @@ class WorkQueue(Generic[K]):
         return len(self._queue)
 
     @property
+    def shut_down(self) -> bool:
+        return self._shutdown
+
+    @property
     def delayed(self) -> int:
         return len(self._due)
 

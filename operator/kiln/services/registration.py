@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from kiln.api.model_version import Approval, ModelVersion
 from kiln.api.training_job import TrainingJob
 from kiln.api.wire import MODEL_LABEL
+from kiln.contract.train_report import TrainerSuccess
 from kiln.core.approval import evaluate_policy, headline_metric
 from kiln.core.lineage import lineage_of_run
 from kiln.core.registry import (
@@ -31,7 +32,6 @@ from kiln.core.registry import (
     policy_applied,
     registered_for_run,
 )
-from kiln.core.training import TrainerSuccess
 from kiln.k8s.client import MODEL_VERSIONS, ApiError, KubeClient
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ class Registered:
     created: bool
 
 
-def _parse_versions(items: list[dict[str, Any]]) -> list[ModelVersion]:
+def parse_versions(items: list[dict[str, Any]]) -> list[ModelVersion]:
+    """The ModelVersions among listed objects; a malformed one is logged and left out."""
     parsed = []
     for item in items:
         try:
@@ -73,7 +74,7 @@ async def register_run(
     model = job.spec.model
     uid = job.metadata.uid or ""
     raw = await client.list(MODEL_VERSIONS, namespace, labels={MODEL_LABEL: model})
-    versions = _parse_versions(raw)
+    versions = parse_versions(raw)
     for _ in range(MAX_ALLOCATION_ATTEMPTS):
         existing = registered_for_run(versions, uid, run)
         if existing is not None:
@@ -98,7 +99,7 @@ async def register_run(
             if not e.conflict:
                 raise
             raw = await client.list(MODEL_VERSIONS, namespace, labels={MODEL_LABEL: model})
-            versions = _parse_versions(raw)
+            versions = parse_versions(raw)
             continue
         approval = await _apply_policy(client, job, created, versions, now)
         return Registered(created.metadata.name or "", approval, created=True)

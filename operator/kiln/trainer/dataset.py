@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from kiln.contract.train_spec import DatasetFormat, DatasetSpec
 from kiln.store import ObjectNotFound, ObjectStore, StoreError, normalise_sha256
 from kiln.trainer.errors import Reason, TrainingError
-from kiln.trainer.spec import DatasetFormat, DatasetSpec
 
 # A pod's memory limit is the real bound; this stops a mistaken URI from filling it.
 MAX_DATASET_BYTES = 2 * 1024**3

@@ -16,12 +16,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kiln.contract.train_spec import TrainSpec
 from kiln.store import ObjectStore
 from kiln.trainer.errors import Reason, TrainingError
 from kiln.trainer.logs import EventLog
 from kiln.trainer.report import bounded, failure_report
 from kiln.trainer.run import train
-from kiln.trainer.spec import TrainSpec
 
 SPEC_ENV = "KILN_TRAIN_SPEC"
 TERMINATION_LOG_ENV = "KILN_TERMINATION_LOG"

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from kiln.trainer.spec import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from kiln.contract.train_spec import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
 DIGITS = 6
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from kiln.contract.train_spec import TrainSpec
 from kiln.store import ObjectStore, StoreError, join_uri
 from kiln.trainer.artifact import ARTIFACT_FORMAT, dump_model, input_schema
 from kiln.trainer.dataset import load_dataset
@@ -19,7 +20,6 @@ from kiln.trainer.estimators import prepare_estimator
 from kiln.trainer.fitting import fit, predict, split_dataset
 from kiln.trainer.logs import EventLog
 from kiln.trainer.metrics import compute_metrics, fairness_gap, metrics_for_task, primary_metric
-from kiln.trainer.spec import TrainSpec
 from kiln.trainer.versions import library_versions
 
 MODEL_FILE = "model.skops"

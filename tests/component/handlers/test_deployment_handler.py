@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.support.builders import ModelDeploymentBuilder, ModelVersionBuilder
+from tests.support.matchers import has_condition, posted_events
 
 from kiln.core.analysis import REQUESTS_KEY, QueryResult
 from kiln.handlers.deployment import DeploymentController, contains
@@ -28,7 +30,6 @@ from kiln.settings import OperatorSettings
 pytestmark = pytest.mark.component
 
 NS = "prod"
-SHA = "b" * 64
 
 
 class FakePrometheus:
@@ -56,30 +57,10 @@ class Clock:
 
 
 def model_version(n: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "kiln.dev/v1alpha1",
-        "kind": "ModelVersion",
-        "metadata": {"name": f"iris-v{n}", "namespace": NS, "uid": f"mv-{n}"},
-        "spec": {
-            "model": "iris",
-            "version": n,
-            "artifact": {"uri": f"s3://models/iris/v{n}.skops", "sha256": SHA},
-        },
-        "status": {"approval": {"state": "Approved"}},
-    }
+    return ModelVersionBuilder("iris", n, NS).approved().obj()
 
 
-MODEL_DEPLOYMENT = {
-    "apiVersion": "kiln.dev/v1alpha1",
-    "kind": "ModelDeployment",
-    "metadata": {"name": "iris", "namespace": NS, "uid": "md-uid", "generation": 1},
-    "spec": {
-        "model": "iris",
-        "followLatestApproved": True,
-        "replicas": 2,
-        "canary": {"steps": [50], "intervalSeconds": 10, "minRequests": 10},
-    },
-}
+MODEL_DEPLOYMENT = ModelDeploymentBuilder("iris", NS).uid("md-uid").replicas(2).canary(50).obj()
 
 
 @pytest.fixture
@@ -130,12 +111,7 @@ async def names(c: DeploymentController, resource: Any) -> list[str]:
 
 
 def event_reasons(kmock: Any) -> list[str]:
-    """Reasons of every Event posted (the emulator keeps one object per generateName)."""
-    return [
-        r.data["reason"]
-        for r in kmock
-        if str(r.method).upper().endswith("POST") and r.url.path.endswith("/events")
-    ]
+    return [event["reason"] for event in posted_events(kmock)]
 
 
 async def test_first_version_then_canary_then_promotion(
@@ -269,7 +245,7 @@ async def test_a_foreign_object_with_our_name_stalls(
     await c.reconcile_reporting_failures((NS, "iris"))
     status = await md_status(c)
     assert status["reason"] == "NameConflict"
-    assert {x["type"]: x["reason"] for x in status["conditions"]}["Stalled"] == "NameConflict"
+    assert has_condition(status, "Stalled", reason="NameConflict", message_has=["iris-stable"])
 
 
 async def test_no_approved_version_stalls(world: tuple[DeploymentController, Any]) -> None:
@@ -278,10 +254,7 @@ async def test_no_approved_version_stalls(world: tuple[DeploymentController, Any
         MODEL_VERSIONS, NS, "iris-v1", {"status": {"approval": {"state": "Pending"}}}
     )
     await c.reconcile((NS, "iris"))
-    status = await md_status(c)
-    assert {x["type"]: x["reason"] for x in status["conditions"]}["Stalled"] == (
-        "NoApprovedVersion"
-    )
+    assert has_condition(await md_status(c), "Stalled", reason="NoApprovedVersion")
     assert await names(c, DEPLOYMENTS) == []
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from tests.support.builders import TrainingJobBuilder
 
 from kiln.handlers.training import TrainingController
 from kiln.k8s.client import (
@@ -44,18 +45,9 @@ def controller(client: KubeClient) -> TrainingController:
 
 
 def training_job(name: str = "iris", uid: str = "uid-1") -> dict[str, Any]:
-    return {
-        "apiVersion": "kiln.dev/v1alpha1",
-        "kind": "TrainingJob",
-        "metadata": {"name": name, "namespace": "ml", "uid": uid, "generation": 1},
-        "spec": {
-            "model": "iris",
-            "estimator": "sklearn.linear_model.LogisticRegression",
-            "dataset": {"uri": "s3://d/iris.csv", "target": "species"},
-            "output": {"uri": "s3://models"},
-            "registration": {"thresholds": [{"metric": "accuracy", "min": 0.9}]},
-        },
-    }
+    return (
+        TrainingJobBuilder(name).uid(uid).output("s3://models").threshold("accuracy", min=0.9).obj()
+    )
 
 
 def report(accuracy: float) -> str:

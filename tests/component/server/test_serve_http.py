@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.support.serve_process import ServerProcess, free_port
+from tests.support.ports import free_port
+from tests.support.serve_process import ServerProcess
 from tests.support.serving import (
     IRIS_FEATURES,
     MALFORMED_BODIES,

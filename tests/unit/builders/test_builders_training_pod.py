@@ -7,7 +7,7 @@ import pytest
 
 from kiln.api.training_job import TrainingJob
 from kiln.builders import training_pod as tp
-from kiln.trainer.spec import TrainSpec
+from kiln.contract.train_spec import TrainSpec
 
 pytestmark = pytest.mark.unit
 

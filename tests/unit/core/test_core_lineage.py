@@ -5,8 +5,8 @@ from tests.support.builders import TrainingJobBuilder
 
 from kiln.api import wire
 from kiln.api.training_job import TrainingJob
+from kiln.contract.train_report import TrainerSuccess
 from kiln.core import lineage as lin
-from kiln.core.training import TrainerSuccess
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,9 @@ from tests.support.crd_validation import validate
 
 from kiln.api import crdgen, wire
 from kiln.api.model_version import ModelVersion
+from kiln.contract.train_report import TrainerSuccess
 from kiln.core import lineage as lin
 from kiln.core import registry as reg
-from kiln.core.training import TrainerSuccess
 
 pytestmark = pytest.mark.unit
 

@@ -12,10 +12,15 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import REGISTRY
+from tests.support.builders import ModelDeploymentBuilder, ModelVersionBuilder
 from tests.support.manifests import ROOT, find, kustomize, promtool
 
 import kiln.telemetry
 import kiln.telemetry.rollouts  # noqa: F401  (registers the rollout metrics)
+from kiln.api import wire
+from kiln.api.model_deployment import ModelDeployment
+from kiln.api.model_version import ModelVersion
+from kiln.builders import serving
 
 pytestmark = pytest.mark.unit
 
@@ -156,8 +161,20 @@ def test_podmonitors_select_the_operator_and_servers() -> None:
         p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
     }
     assert monitors["kiln-operator"]["spec"]["podMetricsEndpoints"][0]["port"] in port_names
-    serving = (ROOT / "operator/kiln/builders/serving.py").read_text()
-    assert (
-        '"name": "http"' in serving
-        and 'MODEL_DEPLOYMENT_LABEL = "kiln.dev/model-deployment"' in serving
+    # The server PodMonitor selects what the serving builder puts on the pods.
+    servers = next(m for m in monitors.values() if m["metadata"]["name"] != "kiln-operator")
+    (expression,) = servers["spec"]["selector"]["matchExpressions"]
+    assert (expression["key"], expression["operator"]) == (wire.MODEL_DEPLOYMENT_LABEL, "Exists")
+    assert {wire.MODEL_DEPLOYMENT_LABEL, wire.TRACK_LABEL} <= set(
+        servers["spec"]["podTargetLabels"]
     )
+    pod = serving.server_deployment(
+        ModelDeployment.model_validate(ModelDeploymentBuilder("iris").obj()),
+        "canary",
+        ModelVersion.model_validate(ModelVersionBuilder("iris", 1).obj()),
+        1,
+        serving.ServingDefaults(),
+    )["spec"]["template"]
+    assert wire.MODEL_DEPLOYMENT_LABEL in pod["metadata"]["labels"]
+    ports = {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+    assert servers["spec"]["podMetricsEndpoints"][0]["port"] in ports

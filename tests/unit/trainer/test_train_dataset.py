@@ -4,10 +4,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from kiln.contract.train_spec import DatasetSpec
 from kiln.store import ObjectStore
 from kiln.trainer.dataset import load_dataset
 from kiln.trainer.errors import Reason, TrainingError
-from kiln.trainer.spec import DatasetSpec
 
 pytestmark = pytest.mark.unit
 

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
+from kiln.contract.train_spec import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from kiln.trainer.metrics import Predictions, compute_metrics, fairness_gap, primary_metric
-from kiln.trainer.spec import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
 pytestmark = pytest.mark.unit
 

@@ -3,9 +3,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from kiln.contract.train_spec import DatasetSpec, TrainSpec
 from kiln.trainer.errors import Reason, TrainingError
 from kiln.trainer.main import parse_spec
-from kiln.trainer.spec import DatasetSpec, TrainSpec
 
 pytestmark = pytest.mark.unit
 

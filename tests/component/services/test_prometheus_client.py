@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from tests.support.ports import free_port
 
 from kiln.services.prometheus import PrometheusClient
 
@@ -30,10 +29,7 @@ async def test_answers_no_data_and_unreachable_are_kept_apart() -> None:
     assert answers["a"].status == "ok" and answers["a"].value == 0.5
     assert answers["b"].status == "no_data"
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    async with PrometheusClient(f"http://127.0.0.1:{port}", timeout=2) as prometheus:
+    async with PrometheusClient(f"http://127.0.0.1:{free_port()}", timeout=2) as prometheus:
         down = await prometheus.query("up")
     assert down.status == "unreachable"
     assert "127.0.0.1" in down.message

@@ -12,30 +12,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from kiln.api import metrics
+from kiln.api.fields import MetricName
 from kiln.store import join_uri
 
 DatasetFormat = Literal["csv", "parquet"]
 
-CLASSIFICATION_METRICS = (
-    "accuracy",
-    "f1_macro",
-    "precision_macro",
-    "recall_macro",
-    "roc_auc",
-    "log_loss",
-)
-REGRESSION_METRICS = ("rmse", "mae", "r2")
-MetricName = Literal[
-    "accuracy",
-    "f1_macro",
-    "precision_macro",
-    "recall_macro",
-    "roc_auc",
-    "log_loss",
-    "rmse",
-    "mae",
-    "r2",
-]
+# The metric names are defined once, in kiln.api.metrics.
+CLASSIFICATION_METRICS = tuple(metrics.CLASSIFICATION_METRICS)
+REGRESSION_METRICS = tuple(metrics.REGRESSION_METRICS)
 
 _SUFFIX_FORMATS: dict[str, DatasetFormat] = {
     ".csv": "csv",
