@@ -208,7 +208,8 @@ def test_dev_overlay(rendered: dict[str, list[dict[str, Any]]]) -> None:
     assert container["imagePullPolicy"] == "IfNotPresent"
     values = env(deployment)
     assert values["KILN_PROMETHEUS_URL"] == "http://10.244.0.1:9090"
-    assert "KILN_TRAINER_IMAGE" not in values and "KILN_SERVER_IMAGE" not in values
+    assert values["KILN_TRAINER_IMAGE"] == f"kiln/trainer:{KILN_VERSION}"
+    assert values["KILN_SERVER_IMAGE"] == f"kiln/server:{KILN_VERSION}"
 
 
 def test_base_is_the_root_and_installs_leader_safety(
