@@ -1,9 +1,10 @@
 """A reconcile the real apiserver refuses ends on the object, with the apiserver's reason.
 
-A ModelDeployment may be named with up to 253 characters, but the Service named after it
-is a DNS label of at most 63: the apiserver answers the operator's create with 422. The
-ModelDeployment must then say so itself (Stalled, with the cause) and in a Warning Event,
-not only in the operator's log.
+A ModelDeployment may be named with up to 63 characters (its CRD says so), but in Gateway
+API mode the per-track Services are named `<name>-stable` / `<name>-canary`, and a Service
+name is a DNS label of at most 63: the apiserver answers the operator's create with 422.
+The ModelDeployment must then say so itself (Stalled, with the cause) and in a Warning
+Event, not only in the operator's log.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from kiln.api.wire import GROUP, VERSION
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-TOO_LONG = "iris-" + "x" * 59  # 64 characters
+TOO_LONG = "iris-" + "x" * 58  # 63 characters: the longest name the CRD admits
 
 
 @pytest.fixture
@@ -71,7 +72,8 @@ def test_a_name_too_long_for_its_service_stalls_with_the_apiservers_reason(
         "iris-v1",
         {"status": {"approval": {"state": "Approved", "by": "e2e", "reason": "test"}}},
     )
-    md = ModelDeploymentBuilder(TOO_LONG, namespace).obj()
+    gateway = {"httpRoute": {"parentRefs": [{"name": "gateway"}]}}
+    md = ModelDeploymentBuilder(TOO_LONG, namespace).spec(gateway=gateway).obj()
     del md["metadata"]["uid"], md["metadata"]["generation"]
     create(kube, namespace, "modeldeployments", md)
 
