@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+from typing import Any, get_args
 
 import kopf
 
 from kiln import telemetry
+from kiln.api.model_version import ApprovalState
+from kiln.core.training import RUN_FAILURE_REASONS
 from kiln.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,13 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.startup()
 def serve_metrics(**_: Any) -> None:
     port = OperatorSettings.from_env().metrics_port
+    from kiln.handlers import deployment, training
+
+    telemetry.zero_known_series(
+        kinds=(training.KIND, deployment.KIND),
+        failure_reasons=RUN_FAILURE_REASONS,
+        approvals=get_args(ApprovalState),
+    )
     if port:
         try:
             telemetry.serve(port)

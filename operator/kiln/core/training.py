@@ -36,6 +36,18 @@ POD_EVICTED = "Evicted"
 SUCCEEDED = "Succeeded"
 ATTEMPT_STARTED = "AttemptStarted"
 
+# Every reason a run can end Failed with (bounded: the operator's own and the trainer's).
+RUN_FAILURE_REASONS: tuple[str, ...] = (
+    BACKOFF_LIMIT_EXCEEDED,
+    DEADLINE_EXCEEDED,
+    POD_DELETED,
+    TRAINER_FAILED,
+    OUT_OF_MEMORY,
+    INVALID_RESULT,
+    POD_EVICTED,
+    *(reason.label for reason in Reason),
+)
+
 # The trainer's exit codes: (reason, retryable). The exit code still tells why when the
 # termination message is lost.
 TRAINER_EXIT_CODES: dict[int, tuple[str, bool]] = {

@@ -12,6 +12,8 @@ kiln_reconcile_errors_total{kind}             reconcile passes that raised
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -53,6 +55,24 @@ RECONCILE_ERRORS = Counter(
 )
 
 
+def zero_known_series(
+    kinds: Iterable[str], failure_reasons: Iterable[str], approvals: Iterable[str]
+) -> None:
+    """Create every known label combination at 0, so "no failures yet" is a 0 on the
+    dashboards and in `rate()`/`increase()`, not an absent series that looks like a scrape
+    that never happened. Only bounded, known sets: never a label taken from user input."""
+    for kind in kinds:
+        RECONCILE_ERRORS.labels(kind)
+        RECONCILE_DURATION.labels(kind)
+    RUNS.labels("Succeeded", "Succeeded")
+    for reason in failure_reasons:
+        RUNS.labels("Failed", reason)
+    for result in ("Succeeded", "Failed"):
+        RUN_DURATION.labels(result)
+    for approval in approvals:
+        REGISTERED.labels(approval)
+
+
 def serve(port: int, registry: CollectorRegistry = REGISTRY) -> None:
     """Serve `/metrics` on all interfaces from a background thread."""
     start_http_server(port, registry=registry)
@@ -68,4 +88,5 @@ __all__ = [
     "RUNS",
     "RUN_DURATION",
     "serve",
+    "zero_known_series",
 ]
