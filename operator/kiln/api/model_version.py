@@ -39,12 +39,46 @@ class Artifact(KilnModel):
     )
 
 
+ColumnKind = Literal["numeric", "boolean", "categorical", "datetime"]
+MAX_RECORDED_CATEGORIES = 256
+
+
 class FeatureSchema(KilnModel):
-    """One input column of the model."""
+    """One raw input column of the model: what a request must send under this name."""
 
     name: ColumnName
     dtype: str = Field(
         default="float64", max_length=64, description="Column dtype as pandas names it."
+    )
+    type: ColumnKind | None = Field(
+        default=None,
+        description="numeric, boolean, categorical or datetime, as inferred by the trainer "
+        "or set in spec.preprocessing (absent for models trained before preparation).",
+    )
+    nullable: bool | None = Field(
+        default=None, description="Whether the training data had missing values here."
+    )
+    categories: list[Annotated[str, Field(max_length=MAX_SHORT_TEXT)]] | None = Field(
+        default=None,
+        max_length=MAX_RECORDED_CATEGORIES,
+        description="Categories seen in the training split (categorical columns); others "
+        "are served as unseen.",
+    )
+    categories_count: int | None = Field(
+        default=None,
+        ge=0,
+        description="How many categories there are, when the list above is cut short.",
+    )
+    impute: str | None = Field(
+        default=None, max_length=64, description="How missing values are filled."
+    )
+    fill_value: str | None = Field(
+        default=None, max_length=MAX_SHORT_TEXT, description="Constant used by impute."
+    )
+    encoder: str | None = Field(default=None, max_length=64, description="onehot or ordinal.")
+    scaling: str | None = Field(default=None, max_length=64, description="standard or minmax.")
+    date_parts: list[Annotated[str, Field(max_length=32)]] | None = Field(
+        default=None, max_length=16, description="Parts a datetime column is parsed into."
     )
 
 
@@ -53,6 +87,12 @@ class InputSchema(KilnModel):
 
     features: list[FeatureSchema] = Field(
         default_factory=list, max_length=4096, description="Input columns, in order."
+    )
+    dropped: list[ColumnName] | None = Field(
+        default=None,
+        max_length=4096,
+        description="Columns of the table the model does not use (dropped by "
+        "spec.preprocessing or inferred as identifiers / empty).",
     )
     target: FeatureSchema | None = Field(default=None, description="The predicted column.")
     classes: list[Any] | None = Field(

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from kiln.api.preprocessing import PreprocessingSpec
 from kiln.store import join_uri
 
 DatasetFormat = Literal["csv", "parquet"]
@@ -127,6 +128,8 @@ class TrainSpec(_Model):
     estimator: str = Field(description="Dotted path, e.g. sklearn.ensemble.RandomForestClassifier.")
     params: dict[str, Any] = Field(default_factory=dict)
     dataset: DatasetSpec
+    # The TrainingJob's spec.preprocessing as it is (the same model, camelCase on the wire).
+    preprocessing: PreprocessingSpec | None = None
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     output: OutputSpec
     run: RunIdentity
