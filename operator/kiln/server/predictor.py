@@ -21,7 +21,13 @@ from sklearn.linear_model._base import (
     MultiOutputLinearModel,
 )
 
+from kiln.server.metrics import TabularLayout
 from kiln.server.protocol import PREDICT_OUTPUT, PROBA_OUTPUT, InputSchema, OutputTensor
+from kiln.tabular.schema import TabularSchema, schema_of
+
+
+def _unchanged(features: np.ndarray) -> Any:
+    return features
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,23 @@ class Predictor:
     classes: tuple[str, ...] | None  # label strings, for metrics
     predict: Callable[[np.ndarray], Prediction]
     fast_path: bool
+    # What the estimator takes, from the request matrix: the matrix itself for a bare
+    # estimator, the canonical DataFrame for a tabular pipeline.
+    prepare: Callable[[np.ndarray], Any] = _unchanged
+    layout: TabularLayout | None = None
+
+    @property
+    def tabular(self) -> TabularSchema | None:
+        return self.schema.columns
+
+    def warmup_features(self) -> np.ndarray:
+        """One row the model must accept: zeros, or every column missing (imputed)."""
+        columns = self.schema.columns
+        if columns is None:
+            return np.zeros((1, self.schema.n_features))
+        if columns.all_numeric:
+            return np.full((1, len(columns.columns)), np.nan)
+        return np.full((1, len(columns.columns)), np.nan, dtype=object)
 
     @property
     def available_outputs(self) -> frozenset[str]:
@@ -57,12 +80,19 @@ class Predictor:
             if name == PREDICT_OUTPUT:
                 tensors.append(OutputTensor(name, self.predict_datatype, predicted))
             else:
-                probabilities = np.asarray(self.estimator.predict_proba(features), np.float64)
+                probabilities = np.asarray(
+                    self.estimator.predict_proba(self.prepare(features)), np.float64
+                )
                 tensors.append(OutputTensor(name, "FP64", probabilities))
         return tensors
 
 
 def build_predictor(estimator: Any, feature_names: tuple[str, ...] | None = None) -> Predictor:
+    tabular = schema_of(estimator)
+    if tabular is not None:
+        # The pipeline names its own columns; names from the ModelVersion (which may be a
+        # shortened list) are not needed.
+        return build_tabular_predictor(estimator, tabular)
     n_features = getattr(estimator, "n_features_in_", None)
     if not isinstance(n_features, int | np.integer) or n_features < 1:
         raise ValueError("the model does not declare n_features_in_; is it a fitted estimator?")
@@ -163,7 +193,7 @@ def _linear_regressor_fast_path(estimator: Any) -> Callable[[np.ndarray], Predic
 
 
 def _classifier_slow_path(
-    estimator: Any, classes: np.ndarray
+    estimator: Any, classes: np.ndarray, prepare: Callable[[np.ndarray], Any] = _unchanged
 ) -> Callable[[np.ndarray], Prediction]:
     sorted_classes = (
         bool(np.all(classes[:-1] < classes[1:])) if classes.dtype.kind != "O" else False
@@ -171,7 +201,7 @@ def _classifier_slow_path(
     lookup = {label: index for index, label in enumerate(classes.tolist())}
 
     def predict(features: np.ndarray) -> Prediction:
-        values = np.asarray(estimator.predict(features))
+        values = np.asarray(estimator.predict(prepare(features)))
         if sorted_classes:
             indices = np.searchsorted(classes, values)
         else:
@@ -181,11 +211,75 @@ def _classifier_slow_path(
     return predict
 
 
-def _regressor_slow_path(estimator: Any) -> Callable[[np.ndarray], Prediction]:
+def _regressor_slow_path(
+    estimator: Any, prepare: Callable[[np.ndarray], Any] = _unchanged
+) -> Callable[[np.ndarray], Prediction]:
     def predict(features: np.ndarray) -> Prediction:
-        values = np.asarray(estimator.predict(features), np.float64)
+        values = np.asarray(estimator.predict(prepare(features)), np.float64)
         if values.ndim == 2 and values.shape[1] == 1:
             values = values[:, 0]
         return Prediction(values, None)
 
     return predict
+
+
+# --- tabular pipelines ------------------------------------------------------------------
+
+
+def build_tabular_predictor(pipeline: Any, tabular: TabularSchema) -> Predictor:
+    """A Kiln pipeline (preparation + estimator) fed the canonical DataFrame it was fitted on."""
+    schema = InputSchema(
+        n_features=len(tabular.columns), feature_names=tabular.names, columns=tabular
+    )
+    prepare = frame_builder(tabular)
+    layout = tabular_layout(tabular)
+    classes = getattr(pipeline, "classes_", None)
+    if classes is not None and getattr(classes, "ndim", 0) == 1:
+        classes_array = np.asarray(classes)
+        predict = _classifier_slow_path(pipeline, classes_array, prepare)
+        labels = tuple(str(label) for label in classes_array)
+        return Predictor(
+            pipeline, schema, _datatype_of(classes_array), labels, predict, False, prepare, layout
+        )
+    predict = _regressor_slow_path(pipeline, prepare)
+    return Predictor(pipeline, schema, "FP64", None, predict, False, prepare, layout)
+
+
+def frame_builder(tabular: TabularSchema) -> Callable[[np.ndarray], Any]:
+    """Request matrix -> the DataFrame the pipeline was fitted on (same names and dtypes)."""
+    import pandas as pd
+
+    numeric = [column.kind in ("numeric", "boolean") for column in tabular.columns]
+    names = tabular.names
+
+    def to_frame(features: np.ndarray) -> Any:
+        data = {}
+        for index, name in enumerate(names):
+            values = features[:, index]
+            if numeric[index]:
+                values = values.astype(np.float64)
+            # Explicit dtypes: pandas 3 would infer its own string dtype from text.
+            data[name] = pd.Series(values, dtype=values.dtype, copy=False)
+        return pd.DataFrame(data, copy=False)
+
+    return to_frame
+
+
+def tabular_layout(tabular: TabularSchema) -> TabularLayout:
+    return TabularLayout(
+        numeric_positions=tuple(
+            index
+            for index, column in enumerate(tabular.columns)
+            if column.kind in ("numeric", "boolean")
+        ),
+        column_names=tabular.names,
+        categorical=tuple(
+            (column.name, index, frozenset(column.categories or ()))
+            for index, column in enumerate(tabular.columns)
+            if column.kind == "categorical"
+        ),
+    )
+
+
+def drift_feature_names(tabular: TabularSchema) -> tuple[str, ...]:
+    return tuple(c.name for c in tabular.columns if c.kind in ("numeric", "boolean"))

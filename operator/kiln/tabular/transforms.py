@@ -2,7 +2,7 @@
 
 They live in the ``kiln`` package, which both the trainer and the server images carry,
 and the server trusts exactly these names when it loads an artifact
-(``KILN_TRUSTED_TYPES``) — not the ``kiln`` namespace as a whole.
+(``kiln.server.artifact.KNOWN_MODEL_TYPES``), not the ``kiln`` namespace as a whole.
 """
 
 from __future__ import annotations
@@ -40,13 +40,6 @@ def date_part_names(transformer: Any, input_features: Sequence[str]) -> list[str
     """`feature_names_out` for the date FunctionTransformer: `<column>_<part>`."""
     parts = (transformer.kw_args or {}).get("parts", ())
     return [f"{name}_{part}" for name in input_features for part in parts]
-
-
-KILN_TRUSTED_TYPES = (
-    "kiln.tabular.transforms.date_parts",
-    "kiln.tabular.transforms.date_part_names",
-    "kiln.tabular.transforms.EncodedLabelClassifier",
-)
 
 
 class EncodedLabelClassifier(ClassifierMixin, BaseEstimator):
