@@ -108,7 +108,11 @@ def parse_infer_request(
     try:
         document = orjson.loads(header_bytes)
     except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"malformed JSON: {exc}") from None
+        # tritonclient (Python's json) writes a missing FP64 value as the literal NaN,
+        # which strict JSON lacks; a tabular model reads it as missing.
+        document = _json_with_nan(header_bytes) if schema.columns is not None else None
+        if document is None:
+            raise ProtocolError(f"malformed JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ProtocolError("request body must be a JSON object")
 
@@ -131,6 +135,17 @@ def parse_infer_request(
         features = _assemble_features(tensors, schema)
     outputs = _requested_outputs(document.get("outputs"), available_outputs, binary_output_default)
     return InferRequest(features=features, request_id=request_id, outputs=outputs)
+
+
+def _json_with_nan(text: bytes) -> Any:
+    import json
+
+    if b"NaN" not in text and b"Infinity" not in text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _split_binary_extension(body: bytes, json_header_length: int | None) -> tuple[bytes, bytes]:

@@ -261,3 +261,13 @@ def test_unseen_categories_and_missing_values_are_counted_in_metrics() -> None:
     assert f'kiln_feature_values_total{{feature="body_mass_g",{labels}}} 2.0' in text
     expected_sum = float(np.nansum(rows["body_mass_g"]))
     assert f'kiln_feature_value_sum{{feature="body_mass_g",{labels}}} {expected_sum}' in text
+
+
+def test_a_nan_literal_from_pythons_json_is_a_missing_value() -> None:
+    predictor = served(trained())
+    text = body(one_row()).replace(b"39.1", b"NaN")
+    request = parse_infer_request(text, predictor.schema, predictor.available_outputs)
+    assert request.features[0, 1] != request.features[0, 1]  # NaN
+    infinite = body(one_row()).replace(b"39.1", b"Infinity")
+    with pytest.raises(ProtocolError, match="bill_length_mm"):
+        parse_infer_request(infinite, predictor.schema, predictor.available_outputs)
