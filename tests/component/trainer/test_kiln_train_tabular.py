@@ -178,3 +178,32 @@ def test_data_dependent_mistake_fails_the_run_naming_the_column(tmp_path: Path) 
     code, report = train(spec, tmp_path)
     assert (code, report["reason"]) == (2, "InvalidSpec")
     assert "island" in report["message"]
+
+
+def test_the_penguins_example_trains_as_written_and_serves_its_request(tmp_path: Path) -> None:
+    import yaml
+
+    from kiln.server.artifact import load_artifact
+    from kiln.server.predictor import build_predictor
+    from kiln.server.protocol import parse_infer_request
+
+    example = EXAMPLES.parent / "penguins"
+    job = yaml.safe_load((example / "trainingjob.yaml").read_text())["spec"]
+    spec = penguins_spec(
+        tmp_path / "out",
+        job["estimator"],
+        params=job["params"],
+        dataset={**job["dataset"], "uri": PENGUINS.as_uri()},
+        preprocessing=job["preprocessing"],
+        evaluation=job["evaluation"],
+    )
+    code, report = train(spec, tmp_path)
+    assert code == 0, report
+    assert report["metrics"]["accuracy"] >= job["registration"]["thresholds"][0]["min"]
+    artifact = load_artifact(report["artifact"]["uri"], report["artifact"]["sha256"])
+    predictor = build_predictor(artifact.estimator)
+    request = parse_infer_request(
+        (example / "request.json").read_bytes(), predictor.schema, predictor.available_outputs
+    )
+    # The three rows are a Gentoo, a Chinstrap and an Adelie from the table.
+    assert list(predictor.predict(request.features).values) == ["Gentoo", "Chinstrap", "Adelie"]
