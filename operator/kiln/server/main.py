@@ -235,6 +235,7 @@ def _load(config: ServerConfig) -> LoadedModel:
             "bytes": artifact.size,
             "estimator": type(artifact.estimator).__name__,
             "fast_path": predictor.fast_path,
+            "fast_path_kind": predictor.fast_path_kind,
             "seconds": round(time.monotonic() - started, 3),
         },
     )

@@ -50,6 +50,9 @@ class Predictor:
     # estimator, the canonical DataFrame for a tabular pipeline.
     prepare: Callable[[np.ndarray], Any] = _unchanged
     layout: TabularLayout | None = None
+    # predict_proba from the request matrix, when a fast path computes it.
+    proba: Callable[[np.ndarray], np.ndarray] | None = None
+    fast_path_kind: str = ""
 
     @property
     def tabular(self) -> TabularSchema | None:
@@ -79,11 +82,14 @@ class Predictor:
         for name in names:
             if name == PREDICT_OUTPUT:
                 tensors.append(OutputTensor(name, self.predict_datatype, predicted))
+                continue
+            if self.proba is not None:
+                probabilities = np.asarray(self.proba(features), np.float64)
             else:
                 probabilities = np.asarray(
                     self.estimator.predict_proba(self.prepare(features)), np.float64
                 )
-                tensors.append(OutputTensor(name, "FP64", probabilities))
+            tensors.append(OutputTensor(name, "FP64", probabilities))
         return tensors
 
 
@@ -227,22 +233,100 @@ def _regressor_slow_path(
 
 
 def build_tabular_predictor(pipeline: Any, tabular: TabularSchema) -> Predictor:
-    """A Kiln pipeline (preparation + estimator) fed the canonical DataFrame it was fitted on."""
+    """A Kiln pipeline (preparation + estimator), with a fast path when one is exact."""
     schema = InputSchema(
         n_features=len(tabular.columns), feature_names=tabular.names, columns=tabular
     )
     prepare = frame_builder(tabular)
     layout = tabular_layout(tabular)
     classes = getattr(pipeline, "classes_", None)
-    if classes is not None and getattr(classes, "ndim", 0) == 1:
-        classes_array = np.asarray(classes)
-        predict = _classifier_slow_path(pipeline, classes_array, prepare)
-        labels = tuple(str(label) for label in classes_array)
-        return Predictor(
-            pipeline, schema, _datatype_of(classes_array), labels, predict, False, prepare, layout
+    is_classifier = classes is not None and getattr(classes, "ndim", 0) == 1
+    classes_array = np.asarray(classes) if is_classifier else None
+    if classes_array is not None:
+        slow = _classifier_slow_path(pipeline, classes_array, prepare)
+        datatype, labels = _datatype_of(classes_array), tuple(str(c) for c in classes_array)
+    else:
+        slow = _regressor_slow_path(pipeline, prepare)
+        datatype, labels = "FP64", None
+    fast = _tabular_fast_path(pipeline, tabular, classes_array, slow)
+    if fast is None:
+        return Predictor(pipeline, schema, datatype, labels, slow, False, prepare, layout)
+    predict, proba, kind = fast
+    return Predictor(
+        pipeline, schema, datatype, labels, predict, True, prepare, layout, proba, kind
+    )
+
+
+def _tabular_fast_path(
+    pipeline: Any,
+    tabular: TabularSchema,
+    classes: np.ndarray | None,
+    slow: Callable[[np.ndarray], Prediction],
+) -> (
+    tuple[Callable[[np.ndarray], Prediction], Callable[[np.ndarray], np.ndarray] | None, str] | None
+):
+    from sklearn.pipeline import Pipeline
+
+    from kiln.server.fastpath import compile_preparation, estimator_fast_path
+
+    if type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
+        return None
+    preparation = compile_preparation(pipeline.steps[0][1], tabular)
+    if preparation is None:
+        return None
+    final = pipeline.steps[1][1]
+    model = estimator_fast_path(final)
+    linear = None
+    if model is None:
+        linear = (
+            _linear_classifier_fast_path(final, classes)
+            if classes is not None
+            else _linear_regressor_fast_path(final)
         )
-    predict = _regressor_slow_path(pipeline, prepare)
-    return Predictor(pipeline, schema, "FP64", None, predict, False, prepare, layout)
+    kind = model.kind if model is not None else ("linear" if linear else "estimator")
+
+    def prepared(features: np.ndarray) -> np.ndarray | None:
+        matrix = preparation(features)
+        # A value the preparation left missing (impute: none) goes to the estimator's own
+        # validation, which accepts or refuses it as in training.
+        return matrix if np.isfinite(matrix).all() else None
+
+    def predict(features: np.ndarray) -> Prediction:
+        matrix = prepared(features)
+        if matrix is None:
+            return slow(features)
+        if linear is not None:
+            return linear(matrix)
+        if model is None:
+            return _own_prediction(final, matrix, classes)
+        values = model.predict(matrix)
+        if classes is None:
+            return Prediction(np.asarray(values, np.float64).reshape(-1), None)
+        return Prediction(classes.take(values), values)
+
+    proba_fn = model.predict_proba if model is not None else None
+    has_proba = hasattr(final, "predict_proba")
+
+    def predict_proba(features: np.ndarray) -> np.ndarray:
+        matrix = prepared(features)
+        if matrix is None:
+            return np.asarray(pipeline.predict_proba(frame_builder(tabular)(features)))
+        if proba_fn is not None:
+            return proba_fn(matrix)
+        return np.asarray(final.predict_proba(matrix))
+
+    return predict, (predict_proba if has_proba else None), kind
+
+
+def _own_prediction(estimator: Any, matrix: np.ndarray, classes: np.ndarray | None) -> Prediction:
+    values = np.asarray(estimator.predict(matrix))
+    if classes is None:
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        return Prediction(np.asarray(values, np.float64), None)
+    lookup = {label: index for index, label in enumerate(classes.tolist())}
+    indices = np.fromiter((lookup[v] for v in values.tolist()), np.intp, len(values))
+    return Prediction(values, indices)
 
 
 def frame_builder(tabular: TabularSchema) -> Callable[[np.ndarray], Any]:

@@ -16,6 +16,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from kiln.tabular.schema import DATE_PARTS
 
+# Kiln's part names are pandas' older ones; pandas now spells these two with underscores.
+_PANDAS_NAMES = {"dayofweek": "day_of_week", "dayofyear": "day_of_year"}
+
 
 def date_parts(frame: Any, parts: Sequence[str]) -> np.ndarray:
     """ISO-8601 date text -> float parts per column (NaN when missing or unparseable)."""
@@ -29,7 +32,7 @@ def date_parts(frame: Any, parts: Sequence[str]) -> np.ndarray:
     for name in table.columns:
         stamps = pd.to_datetime(table[name], errors="coerce", format="ISO8601", utc=True)
         for part in parts:
-            values = getattr(stamps.dt, part)
+            values = getattr(stamps.dt, _PANDAS_NAMES.get(part, part))
             blocks.append(np.asarray(values, dtype=np.float64))
     if not blocks:
         return np.empty((len(table), 0))
