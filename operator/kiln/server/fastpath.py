@@ -399,6 +399,8 @@ def _library_booster(estimator: Any) -> ModelFastPath | None:
             lambda f: np.asarray(inner.predict_proba(f)),
             module,
         )
+    if module == "lightgbm" and not callable(estimator.objective):
+        return _lightgbm_classifier(estimator)
     lookup = {label: index for index, label in enumerate(np.asarray(estimator.classes_).tolist())}
 
     def predict(features: np.ndarray) -> np.ndarray:
@@ -406,6 +408,27 @@ def _library_booster(estimator: Any) -> ModelFastPath | None:
         return np.fromiter((lookup[label] for label in labels), np.intp, len(labels))
 
     return ModelFastPath(predict, lambda f: np.asarray(estimator.predict_proba(f)), module)
+
+
+def _lightgbm_classifier(estimator: Any) -> ModelFastPath:
+    """LGBMClassifier.predict_proba / predict, straight to its Booster's predict.
+
+    The wrapper re-validates the matrix and rebuilds its parameter dict on every call
+    (about a millisecond); the Booster computes the same probabilities from the same trees.
+    """
+    booster = estimator.booster_
+    multiclass = estimator.n_classes_ > 2
+
+    def predict_proba(features: np.ndarray) -> np.ndarray:
+        result = np.asarray(booster.predict(features, num_threads=1))
+        if multiclass:
+            return result
+        return np.vstack((1.0 - result, result)).transpose()
+
+    def predict(features: np.ndarray) -> np.ndarray:
+        return np.argmax(predict_proba(features), axis=1)
+
+    return ModelFastPath(predict, predict_proba, "lightgbm")
 
 
 def finite(features: Sequence[Any] | np.ndarray) -> bool:

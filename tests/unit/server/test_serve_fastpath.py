@@ -63,6 +63,9 @@ def thresholds(model: Any) -> np.ndarray:
                 values.extend(
                     float(v) for v in nodes["num_threshold"][~nodes["is_leaf"].astype(bool)]
                 )
+    if hasattr(model, "booster_"):  # LightGBM
+        splits = model.booster_.trees_to_dataframe()["threshold"].dropna()
+        values.extend(float(v) for v in splits)
     base = np.asarray(values)
     # float32 neighbours too: forests compare in float32, HistGradientBoosting in float64.
     near32 = base.astype(np.float32)
@@ -255,3 +258,17 @@ def test_values_left_missing_go_to_the_estimators_own_validation() -> None:
     matrix = frame.to_numpy(dtype=np.float64)
     assert np.isnan(matrix).any()  # NaN reaches HistGradientBoosting, which accepts it
     np.testing.assert_array_equal(predictor.predict(matrix).values, pipeline.predict(frame))
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_lightgbm_booster_path_matches_the_classifier(classes: int) -> None:
+    from lightgbm import LGBMClassifier
+
+    x, y = training_data(600, classes, seed=11)
+    labels = np.array(["a", "b", "c"], dtype=object)[y]
+    model = LGBMClassifier(n_estimators=30, verbose=-1, random_state=0).fit(x, labels)
+    fast = estimator_fast_path(model)
+    assert fast is not None and fast.kind == "lightgbm" and fast.predict_proba is not None
+    rows = np.vstack([probe_rows(model, seed=3), np.full((3, 5), np.nan)])
+    np.testing.assert_array_equal(fast.predict_proba(rows), model.predict_proba(rows))
+    np.testing.assert_array_equal(model.classes_.take(fast.predict(rows)), model.predict(rows))
