@@ -271,3 +271,38 @@ def test_a_nan_literal_from_pythons_json_is_a_missing_value() -> None:
     infinite = body(one_row()).replace(b"39.1", b"Infinity")
     with pytest.raises(ProtocolError, match="bill_length_mm"):
         parse_infer_request(infinite, predictor.schema, predictor.available_outputs)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "params"),
+    [
+        ("sklearn.linear_model.Ridge", {}),
+        ("sklearn.ensemble.RandomForestRegressor", {"n_estimators": 20}),
+        ("sklearn.ensemble.GradientBoostingRegressor", {"n_estimators": 20}),
+        ("sklearn.ensemble.HistGradientBoostingRegressor", {"max_iter": 20}),
+        ("xgboost.XGBRegressor", {"n_estimators": 20}),
+        ("lightgbm.LGBMRegressor", {"n_estimators": 20}),
+    ],
+)
+def test_regressors_are_served_with_the_trainers_own_values(
+    estimator: str, params: dict[str, Any]
+) -> None:
+    # Flipper length from the rest of a penguin (rows without it cannot be a target).
+    model = penguins(estimator, json.dumps(params, sort_keys=True), target="flipper_length_mm")
+    predictor = served(model)
+    assert predictor.fast_path and predictor.predict_datatype == "FP64"
+    columns = tuple(c for c in PENGUIN_COLUMNS if c != "flipper_length_mm")
+    rows = random_penguin_rows(200, seed=12)
+    rows["species"] = ["Adelie", "Gentoo", None, "Chinstrap"] * 50
+    features = parse(predictor, column_inputs(rows, ("species", *columns)))
+    expected = model.pipeline.predict(_trainer_frame(model, rows))
+    np.testing.assert_array_equal(predictor.predict(features).values, expected)
+
+
+def _trainer_frame(model: Trained, rows: pd.DataFrame) -> Any:
+    from kiln.tabular.schema import schema_of
+    from kiln.trainer.preprocessing import PreparationPlan, canonical_features
+
+    schema = schema_of(model.pipeline)
+    assert schema is not None
+    return canonical_features(rows, PreparationPlan(schema.columns, {}, (), ()))
