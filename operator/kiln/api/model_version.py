@@ -40,7 +40,11 @@ class Artifact(KilnModel):
 
 
 ColumnKind = Literal["numeric", "boolean", "categorical", "datetime"]
-MAX_RECORDED_CATEGORIES = 256
+# The spec's immutability rule (`self == oldSelf`) is costed by the apiserver over the
+# largest spec the schema allows: 4096 features x these bounds must stay far inside the
+# CEL budget, so the recorded categories are few and short (the artifact has them all).
+MAX_RECORDED_CATEGORIES = 64
+MAX_CATEGORY_LENGTH = 64
 
 
 class FeatureSchema(KilnModel):
@@ -58,11 +62,11 @@ class FeatureSchema(KilnModel):
     nullable: bool | None = Field(
         default=None, description="Whether the training data had missing values here."
     )
-    categories: list[Annotated[str, Field(max_length=MAX_SHORT_TEXT)]] | None = Field(
+    categories: list[Annotated[str, Field(max_length=MAX_CATEGORY_LENGTH)]] | None = Field(
         default=None,
         max_length=MAX_RECORDED_CATEGORIES,
-        description="Categories seen in the training split (categorical columns); others "
-        "are served as unseen.",
+        description="Categories seen in the training split (categorical columns; at most 64 "
+        "of at most 64 characters are recorded here); others are served as unseen.",
     )
     categories_count: int | None = Field(
         default=None,
@@ -70,15 +74,15 @@ class FeatureSchema(KilnModel):
         description="How many categories there are, when the list above is cut short.",
     )
     impute: str | None = Field(
-        default=None, max_length=64, description="How missing values are filled."
+        default=None, max_length=16, description="How missing values are filled."
     )
     fill_value: str | None = Field(
-        default=None, max_length=MAX_SHORT_TEXT, description="Constant used by impute."
+        default=None, max_length=MAX_CATEGORY_LENGTH, description="Constant used by impute."
     )
-    encoder: str | None = Field(default=None, max_length=64, description="onehot or ordinal.")
-    scaling: str | None = Field(default=None, max_length=64, description="standard or minmax.")
-    date_parts: list[Annotated[str, Field(max_length=32)]] | None = Field(
-        default=None, max_length=16, description="Parts a datetime column is parsed into."
+    encoder: str | None = Field(default=None, max_length=16, description="onehot or ordinal.")
+    scaling: str | None = Field(default=None, max_length=16, description="standard or minmax.")
+    date_parts: list[Annotated[str, Field(max_length=16)]] | None = Field(
+        default=None, max_length=7, description="Parts a datetime column is parsed into."
     )
 
 

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from kiln.api.cel import rule, rules
-from kiln.api.common import MAX_SHORT_TEXT, KilnModel
+from kiln.api.common import KilnModel
 from kiln.api.fields import ColumnName
 
 ColumnType = Literal["numeric", "boolean", "categorical", "datetime"]
@@ -26,6 +26,8 @@ DatePart = Literal["year", "month", "day", "dayofweek", "dayofyear", "hour", "mi
 
 MAX_COLUMN_OVERRIDES = 256
 MAX_CATEGORIES_LIMIT = 1024
+# A fill value is recorded in the ModelVersion's input schema, whose strings are short.
+MAX_FILL_VALUE = 64
 
 _COLUMN = "spec.preprocessing.columns[]"
 _SETTINGS = ("type", "impute", "fillValue", "encoder", "scaling", "dateParts", "maxCategories")
@@ -85,7 +87,7 @@ class ColumnPreprocessing(KilnModel):
     )
     fill_value: str | None = Field(
         default=None,
-        max_length=MAX_SHORT_TEXT,
+        max_length=MAX_FILL_VALUE,
         description="The value for impute: constant (a number for numeric columns).",
     )
     encoder: Encoder | None = Field(
@@ -158,7 +160,7 @@ class NumericDefaults(KilnModel):
         default=None, description="Missing numbers (default median)."
     )
     fill_value: str | None = Field(
-        default=None, max_length=MAX_SHORT_TEXT, description="For impute: constant."
+        default=None, max_length=MAX_FILL_VALUE, description="For impute: constant."
     )
     scaling: Literal["auto", "standard", "minmax", "none"] = Field(
         default="auto",
@@ -189,7 +191,7 @@ class CategoricalDefaults(KilnModel):
         default=None, description="Missing categories (default most_frequent)."
     )
     fill_value: str | None = Field(
-        default=None, max_length=MAX_SHORT_TEXT, description="For impute: constant."
+        default=None, max_length=MAX_FILL_VALUE, description="For impute: constant."
     )
     encoder: Literal["auto", "onehot", "ordinal"] = Field(
         default="auto",

@@ -16,14 +16,13 @@ from typing import Any
 
 import pandas as pd
 
+# What a ModelVersion's FeatureSchema can hold (the artifact keeps every category).
+from kiln.api.model_version import MAX_CATEGORY_LENGTH, MAX_RECORDED_CATEGORIES
 from kiln.tabular.schema import TabularSchema
 
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 SCHEMA_ENTRY = "schema.json"
 ARTIFACT_FORMAT = "skops"
-# What a ModelVersion's FeatureSchema.categories holds (the artifact keeps them all).
-MAX_RECORDED_CATEGORIES = 256
-MAX_CATEGORY_LENGTH = 256
 
 
 def dump_model(estimator: Any) -> bytes:
@@ -91,7 +90,7 @@ def input_schema(schema: TabularSchema, target: pd.Series, estimator: Any) -> di
 
 
 def _recorded_column(column: dict[str, Any]) -> dict[str, Any]:
-    """Categories as the ModelVersion can hold them (at most 256 of at most 256 chars)."""
+    """Categories as the ModelVersion can hold them (at most 64 of at most 64 chars)."""
     categories = column.get("categories")
     if categories is None:
         return column
