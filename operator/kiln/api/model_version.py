@@ -41,7 +41,7 @@ class Artifact(KilnModel):
 
 ColumnKind = Literal["numeric", "boolean", "categorical", "datetime"]
 # The spec's immutability rule (`self == oldSelf`) is costed by the apiserver over the
-# largest spec the schema allows: 4096 features x these bounds must stay far inside the
+# largest spec the schema allows: 1024 features x these bounds must stay far inside the
 # CEL budget, so the recorded categories are few and short (the artifact has them all).
 MAX_RECORDED_CATEGORIES = 64
 MAX_CATEGORY_LENGTH = 64
@@ -89,12 +89,14 @@ class FeatureSchema(KilnModel):
 class InputSchema(KilnModel):
     """What the model expects at inference time, in column order."""
 
+    # 1024: the trainer's 4 KiB report holds far fewer, and each feature may now carry
+    # categories, so 4096 would weigh on the cost of the spec's `self == oldSelf` rule.
     features: list[FeatureSchema] = Field(
-        default_factory=list, max_length=4096, description="Input columns, in order."
+        default_factory=list, max_length=1024, description="Input columns, in order."
     )
     dropped: list[ColumnName] | None = Field(
         default=None,
-        max_length=4096,
+        max_length=1024,
         description="Columns of the table the model does not use (dropped by "
         "spec.preprocessing or inferred as identifiers / empty).",
     )

@@ -1,10 +1,10 @@
 """The termination message: compact JSON the operator reads from the Pod status.
 
 Kubernetes keeps at most 4096 bytes of it, so a report that would be longer is shrunk
-step by step (per-group fairness values, warnings, category lists, then feature dtypes,
-then params, then the tail of the class and feature lists) and marked ``truncated``; the
-full report is
-uploaded next to the model as ``report.json``.
+step by step (per-group fairness values, warnings, category lists, the list of dropped
+columns, then feature dtypes, then params, then the tail of the class and feature lists)
+and marked ``truncated``; the full report is uploaded next to the model as
+``report.json``.
 """
 
 from __future__ import annotations
@@ -86,6 +86,13 @@ def _drop_categories(report: dict[str, Any], limit: int) -> dict[str, Any]:
     return report
 
 
+def _drop_dropped_columns(report: dict[str, Any], limit: int) -> dict[str, Any]:
+    schema = report.get("inputSchema")
+    if isinstance(schema, dict):
+        schema.pop("dropped", None)
+    return report
+
+
 def _feature_names_only(report: dict[str, Any], limit: int) -> dict[str, Any]:
     schema = report.get("inputSchema")
     if isinstance(schema, dict) and isinstance(schema.get("features"), list):
@@ -127,6 +134,7 @@ _SHRINK_STEPS: tuple[Shrink, ...] = (
     _drop_fairness_groups,
     _drop("warnings"),
     _drop_categories,
+    _drop_dropped_columns,
     _feature_names_only,
     _drop("params"),
     _truncate_list("classes"),
