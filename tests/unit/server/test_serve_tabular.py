@@ -306,3 +306,50 @@ def _trainer_frame(model: Trained, rows: pd.DataFrame) -> Any:
     schema = schema_of(model.pipeline)
     assert schema is not None
     return canonical_features(rows, PreparationPlan(schema.columns, {}, (), ()))
+
+
+def test_boolean_and_date_columns_and_dropped_ones_are_served() -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    from kiln.api.preprocessing import PreprocessingSpec
+    from kiln.trainer.artifact import dump_model
+    from kiln.trainer.preprocessing import (
+        attach_schema,
+        build_pipeline,
+        canonical_features,
+        plan_preparation,
+        with_categories,
+    )
+
+    table = pd.DataFrame(
+        {
+            "ringed": pd.Series([True, False, None, True] * 10, dtype=object),
+            "seen": ["2024-01-31", "2023-07-04", None, "2022-12-25"] * 10,
+            "note": ["x", "y", "z", "w"] * 10,
+            "y": ["a", "b", "a", "b"] * 10,
+        }
+    )
+    spec = PreprocessingSpec.model_validate(
+        {"columns": [{"name": "seen", "type": "datetime"}, {"name": "note", "drop": True}]}
+    )
+    plan = plan_preparation(table, ["ringed", "seen", "note"], "sklearn.ensemble.X", spec)
+    frame = canonical_features(table, plan)
+    plan = with_categories(plan, frame)
+    pipeline = build_pipeline(plan, RandomForestClassifier(n_estimators=5, random_state=0))
+    pipeline.fit(frame, table.y)
+    attach_schema(pipeline, plan.schema())
+    predictor = served_bytes(dump_model(pipeline))
+    dates = ["2024-01-31", None, "2023-07-04"]
+    inputs = [
+        {"name": "ringed", "datatype": "BOOL", "shape": [3], "data": [True, None, False]},
+        {"name": "seen", "datatype": "BYTES", "shape": [3], "data": dates},
+        # A column the preparation dropped is known to the model: accepted, ignored.
+        {"name": "note", "datatype": "BYTES", "shape": [3], "data": ["ignored", "x", "y"]},
+    ]
+    features = parse(predictor, inputs)
+    rows = pd.DataFrame({"ringed": pd.Series([True, None, False], dtype=object), "seen": dates})
+    expected = pipeline.predict(canonical_features(rows, plan))
+    np.testing.assert_array_equal(predictor.predict(features).values, expected)
+    # A boolean column refuses other numbers, naming itself.
+    inputs[0] = {"name": "ringed", "datatype": "INT64", "shape": [3], "data": [1, 2, 0]}
+    assert "'ringed'" in rejected(predictor, inputs)
