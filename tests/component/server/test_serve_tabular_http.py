@@ -102,3 +102,50 @@ def test_a_wrong_datatype_is_a_400_naming_the_column_over_http(served: Any) -> N
     )
     assert status == 400
     assert "'island'" in body["error"]
+
+
+def test_the_iris_story_is_unchanged_for_a_trainer_built_pipeline(tmp_path: Any) -> None:
+    """kiln-train's iris artifact (now a pipeline) still takes the one [N, 4] tensor."""
+    import io
+
+    import skops.io as sio
+    import tritonclient.http as triton
+    from tests.support.tabular import PENGUINS
+
+    from kiln.trainer.logs import EventLog
+    from kiln.trainer.main import run_trainer
+
+    iris = PENGUINS.parent / "iris.csv"
+    spec = {
+        "model": "iris",
+        "estimator": "sklearn.ensemble.RandomForestClassifier",
+        "params": {"n_estimators": 50, "max_depth": 4},
+        "dataset": {"uri": iris.as_uri(), "target": "species"},
+        "evaluation": {"testSize": 0.25, "seed": 7},
+        "output": {"uri": (tmp_path / "out").as_uri()},
+        "run": {"namespace": "ml", "trainingJob": "iris", "number": 1},
+    }
+    log = tmp_path / "termination-log"
+    env = {"KILN_TRAIN_SPEC": json.dumps(spec), "KILN_TERMINATION_LOG": str(log)}
+    assert run_trainer(env, EventLog(io.StringIO())) == 0
+    report = json.loads(log.read_bytes())
+    artifact = tmp_path / "out" / "ml" / "iris" / "run-1" / "model.skops"
+    data = artifact.read_bytes()
+    pipeline = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+    server = ServerProcess(artifact, report["artifact"]["sha256"])
+    try:
+        server.wait_ready()
+        table = pd.read_csv(iris)
+        rows = table.drop(columns="species").to_numpy(np.float64)[::9]
+        expected = pipeline.predict(table.drop(columns="species").iloc[::9])
+        client = triton.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+        tensor = triton.InferInput("input-0", list(rows.shape), "FP64")
+        tensor.set_data_from_numpy(rows)
+        predicted = [p.decode() for p in client.infer("iris", [tensor]).as_numpy("predict")]
+        assert predicted == list(expected)
+        client.close()
+        _, text, _ = server.request("GET", "/metrics")
+        assert b'kiln_predictions_total{class="setosa"' in text
+        assert b'kiln_feature_value_sum{feature="petal_width"' in text
+    finally:
+        server.stop()
