@@ -26,7 +26,7 @@ estimator's own code. The unit tests pin equality with ``pipeline.predict`` and
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -429,7 +429,3 @@ def _lightgbm_classifier(estimator: Any) -> ModelFastPath:
         return np.argmax(predict_proba(features), axis=1)
 
     return ModelFastPath(predict, predict_proba, "lightgbm")
-
-
-def finite(features: Sequence[Any] | np.ndarray) -> bool:
-    return bool(np.isfinite(features).all())

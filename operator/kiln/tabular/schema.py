@@ -8,7 +8,7 @@ so a model always carries the description of the inputs it was fitted on.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -129,7 +129,3 @@ def schema_of(model: Any) -> TabularSchema | None:
 
 def _is_numeric_dtype_name(dtype: str) -> bool:
     return dtype.startswith(("int", "uint", "float", "Int", "UInt", "Float"))
-
-
-def feature_schemas(schema: TabularSchema) -> Sequence[dict[str, Any]]:
-    return [column.to_json() for column in schema.columns]
