@@ -48,7 +48,22 @@ MODELS: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     "forest": ("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 50}, NUMERIC),
     "boosted": ("sklearn.ensemble.GradientBoostingClassifier", {"n_estimators": 50}, NUMERIC),
     "mixed": ("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 50}, ALL_COLUMNS),
+    "xgboost": ("xgboost.XGBClassifier", {"n_estimators": 50}, ALL_COLUMNS),
+    "lightgbm": ("lightgbm.LGBMClassifier", {"n_estimators": 50}, ALL_COLUMNS),
 }
+# MLServer's sklearn runtime unpickles whatever the pipeline holds: the boosters need
+# their libraries in its venv (a separate one, so the iris benchmark's stays as pinned).
+MLSERVER_TABULAR_PACKAGES = (*MLSERVER_PACKAGES, "xgboost-cpu", "lightgbm")
+
+
+def species_target(table: Any, estimator: str) -> Any:
+    """Species names; as codes 0..2 for XGBoost, whose classifier takes no other labels."""
+    import numpy as np
+
+    if estimator.startswith("xgboost."):
+        return np.unique(table["species"], return_inverse=True)[1]
+    return table["species"]
+
 
 # The same pipelines, written out with plain scikit-learn for MLServer's venv: the
 # preparation kiln-train infers for these columns (median imputation, standard scaling for
@@ -62,6 +77,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder, StandardScaler
 from sklearn.linear_model import LogisticRegression
 from sklearn.ensemble import RandomForestClassifier, GradientBoostingClassifier
+from xgboost import XGBClassifier
+from lightgbm import LGBMClassifier
 
 csv, target_dir, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 table = pd.read_csv(csv)
@@ -85,10 +102,17 @@ for name, (estimator, params, columns) in spec.items():
         steps.append((c, inner, [c]))
     cls = {"LogisticRegression": LogisticRegression,
            "RandomForestClassifier": RandomForestClassifier,
-           "GradientBoostingClassifier": GradientBoostingClassifier}[estimator.rsplit(".", 1)[1]]
-    model = cls(**params, **({"random_state": 7} if "random_state" in cls().get_params() else {}))
+           "GradientBoostingClassifier": GradientBoostingClassifier,
+           "XGBClassifier": XGBClassifier,
+           "LGBMClassifier": LGBMClassifier}[estimator.rsplit(".", 1)[1]]
+    quiet = {"verbose": -1, "deterministic": True, "force_row_wise": True}
+    extra = quiet if cls is LGBMClassifier else {}
+    model = cls(**params, **extra, random_state=7)
+    target = table["species"]
+    if cls is XGBClassifier:
+        target = np.unique(target, return_inverse=True)[1]
     pipeline = Pipeline([("prepare", ColumnTransformer(steps, sparse_threshold=0.0)),
-                         ("model", model)]).fit(frame, table["species"])
+                         ("model", model)]).fit(frame, target)
     joblib.dump(pipeline, f"{target_dir}/{name}.joblib")
 """
 
@@ -109,6 +133,7 @@ def kiln_artifacts(work: Path) -> dict[str, tuple[Path, str, Any]]:
 
     import pandas as pd
 
+    from kiln.tabular.transforms import EncodedLabelClassifier
     from kiln.trainer.artifact import dump_model
     from kiln.trainer.estimators import prepare_estimator
     from kiln.trainer.preprocessing import (
@@ -126,7 +151,12 @@ def kiln_artifacts(work: Path) -> dict[str, tuple[Path, str, Any]]:
         plan = plan_preparation(table, columns, estimator, None, protected=["species"])
         frame = canonical_features(table, plan)
         plan = with_categories(plan, frame)
-        pipeline = build_pipeline(plan, prepared.estimator).fit(frame, table["species"])
+        step = (
+            EncodedLabelClassifier(prepared.estimator)
+            if prepared.encode_labels
+            else prepared.estimator
+        )
+        pipeline = build_pipeline(plan, step).fit(frame, species_target(table, estimator))
         attach_schema(pipeline, plan.schema())
         data = dump_model(pipeline)
         path = work / "kiln" / f"{name}.skops"
@@ -152,7 +182,7 @@ def kiln_server(name: str, artifact: Path, sha256: str) -> ServerSpec:
 
 
 def mlserver_servers(work: Path) -> list[tuple[str, ServerSpec]]:
-    venv = ensure_venv("mlserver", MLSERVER_PACKAGES)
+    venv = ensure_venv("mlserver-tabular", MLSERVER_TABULAR_PACKAGES)
     root = work / "mlserver"
     root.mkdir(parents=True, exist_ok=True)
     spec = json.dumps(MODELS)
