@@ -140,7 +140,7 @@ def request(port: int, method: str, path: str, body: bytes | None = None) -> tup
 
 
 @contextlib.contextmanager
-def running(spec: ServerSpec, log_dir: Path) -> Iterator[None]:
+def running(spec: ServerSpec, log_dir: Path, model: str = "iris") -> Iterator[None]:
     log = (log_dir / (spec.label.replace(" ", "_") + ".log")).open("wb")
     process = subprocess.Popen(
         spec.command, cwd=spec.workdir, stdout=log, stderr=subprocess.STDOUT,
@@ -152,7 +152,7 @@ def running(spec: ServerSpec, log_dir: Path) -> Iterator[None]:
             if process.poll() is not None:
                 raise RuntimeError(f"{spec.label} exited with {process.returncode}; see {log.name}")
             with contextlib.suppress(OSError):
-                if request(spec.port, "GET", "/v2/models/iris/ready")[0] == 200:
+                if request(spec.port, "GET", f"/v2/models/{model}/ready")[0] == 200:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{spec.label} not ready after 120 s; see {log.name}")
@@ -169,13 +169,15 @@ def running(spec: ServerSpec, log_dir: Path) -> Iterator[None]:
         log.close()
 
 
-def wrk(port: int, body_file: Path, connections: int, seconds: float) -> WrkResult:
+def wrk(
+    port: int, body_file: Path, connections: int, seconds: float, path: str = INFER_PATH
+) -> WrkResult:
     threads = min(2, connections)
     completed = subprocess.run(
         [
             "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
             "--timeout", "10s",
-            "-s", str(LUA), f"http://127.0.0.1:{port}{INFER_PATH}",
+            "-s", str(LUA), f"http://127.0.0.1:{port}{path}",
         ],
         env={**os.environ, "WRK_BODY_FILE": str(body_file)},
         capture_output=True, text=True, timeout=seconds + 60, check=True,

@@ -39,20 +39,66 @@ class Artifact(KilnModel):
     )
 
 
+ColumnKind = Literal["numeric", "boolean", "categorical", "datetime"]
+# The spec's immutability rule (`self == oldSelf`) is costed by the apiserver over the
+# largest spec the schema allows: 1024 features x these bounds must stay far inside the
+# CEL budget, so the recorded categories are few and short (the artifact has them all).
+MAX_RECORDED_CATEGORIES = 64
+MAX_CATEGORY_LENGTH = 64
+
+
 class FeatureSchema(KilnModel):
-    """One input column of the model."""
+    """One raw input column of the model: what a request must send under this name."""
 
     name: ColumnName
     dtype: str = Field(
         default="float64", max_length=64, description="Column dtype as pandas names it."
+    )
+    type: ColumnKind | None = Field(
+        default=None,
+        description="numeric, boolean, categorical or datetime, as inferred by the trainer "
+        "or set in spec.preprocessing (absent for models trained before preparation).",
+    )
+    nullable: bool | None = Field(
+        default=None, description="Whether the training data had missing values here."
+    )
+    categories: list[Annotated[str, Field(max_length=MAX_CATEGORY_LENGTH)]] | None = Field(
+        default=None,
+        max_length=MAX_RECORDED_CATEGORIES,
+        description="Categories seen in the training split (categorical columns; at most 64 "
+        "of at most 64 characters are recorded here); others are served as unseen.",
+    )
+    categories_count: int | None = Field(
+        default=None,
+        ge=0,
+        description="How many categories there are, when the list above is cut short.",
+    )
+    impute: str | None = Field(
+        default=None, max_length=16, description="How missing values are filled."
+    )
+    fill_value: str | None = Field(
+        default=None, max_length=MAX_CATEGORY_LENGTH, description="Constant used by impute."
+    )
+    encoder: str | None = Field(default=None, max_length=16, description="onehot or ordinal.")
+    scaling: str | None = Field(default=None, max_length=16, description="standard or minmax.")
+    date_parts: list[Annotated[str, Field(max_length=16)]] | None = Field(
+        default=None, max_length=7, description="Parts a datetime column is parsed into."
     )
 
 
 class InputSchema(KilnModel):
     """What the model expects at inference time, in column order."""
 
+    # 1024: the trainer's 4 KiB report holds far fewer, and each feature may now carry
+    # categories, so 4096 would weigh on the cost of the spec's `self == oldSelf` rule.
     features: list[FeatureSchema] = Field(
-        default_factory=list, max_length=4096, description="Input columns, in order."
+        default_factory=list, max_length=1024, description="Input columns, in order."
+    )
+    dropped: list[ColumnName] | None = Field(
+        default=None,
+        max_length=1024,
+        description="Columns of the table the model does not use (dropped by "
+        "spec.preprocessing or inferred as identifiers / empty).",
     )
     target: FeatureSchema | None = Field(default=None, description="The predicted column.")
     classes: list[Any] | None = Field(

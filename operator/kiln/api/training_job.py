@@ -30,6 +30,7 @@ from kiln.api.fields import (
     ModelVersionName,
     Sha256,
 )
+from kiln.api.preprocessing import PreprocessingSpec
 
 DATASET_URI_RULE = r"^(s3|file|https)://.+"
 OUTPUT_URI_RULE = r"^(s3|file)://.+"
@@ -342,6 +343,11 @@ class TrainingJobSpec(KilnModel):
                 "spec: set exactly one of spec.estimator or spec.command",
             ),
             rule(
+                "!has(self.preprocessing) || !has(self.preprocessing.columns) || "
+                "self.preprocessing.columns.all(c, c.name != self.dataset.target)",
+                "spec.preprocessing.columns: the target column is not prepared as a feature",
+            ),
+            rule(
                 "!has(self.registration) || !has(self.registration.fairness) || "
                 "(has(self.dataset.sensitiveColumn) && "
                 "self.dataset.sensitiveColumn == self.registration.fairness.sensitiveColumn)",
@@ -381,6 +387,11 @@ class TrainingJobSpec(KilnModel):
         "trainer before fitting).",
     )
     dataset: DatasetSpec = Field(description="The training data.")
+    preprocessing: PreprocessingSpec | None = Field(
+        default=None,
+        description="Overrides of the inferred data preparation (column types, imputation, "
+        "encoding, scaling, dropped columns, duplicate rows); see docs/trainer.md.",
+    )
     evaluation: EvaluationSpec = Field(
         default_factory=EvaluationSpec, description="Held-out evaluation."
     )
@@ -422,6 +433,12 @@ class TrainingJobSpec(KilnModel):
             raise ValueError("spec: set exactly one of spec.estimator or spec.command")
         if self.estimator is not None and not re.match(DOTTED_PATH, self.estimator):
             raise ValueError("spec.estimator must be a dotted Python path")
+        if self.preprocessing is not None and any(
+            c.name == self.dataset.target for c in self.preprocessing.columns
+        ):
+            raise ValueError(
+                "spec.preprocessing.columns: the target column is not prepared as a feature"
+            )
         fairness = self.registration.fairness
         if fairness is not None and fairness.sensitive_column != self.dataset.sensitive_column:
             raise ValueError(

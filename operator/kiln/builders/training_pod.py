@@ -77,6 +77,8 @@ def train_spec(job: TrainingJob, run: int, defaults: TrainerDefaults) -> dict[st
     }
     if spec.estimator is not None:
         document["estimator"] = spec.estimator
+    if spec.preprocessing is not None:
+        document["preprocessing"] = spec.preprocessing.to_wire()
     return document
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kiln.cli import lineage, rollout
+from kiln.cli import lineage, rollout, schema
 from kiln.cli.versions import CliError, add_subcommands
 
 
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_subcommands(sub)
     rollout.register(sub)
     lineage.register(sub)
+    schema.register(sub)
     return parser
 
 

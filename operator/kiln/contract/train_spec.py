@@ -14,6 +14,7 @@ from pydantic.alias_generators import to_camel
 
 from kiln.api import metrics
 from kiln.api.fields import MetricName
+from kiln.api.preprocessing import PreprocessingSpec
 from kiln.store import join_uri
 
 DatasetFormat = Literal["csv", "parquet"]
@@ -112,6 +113,8 @@ class TrainSpec(_Model):
     estimator: str = Field(description="Dotted path, e.g. sklearn.ensemble.RandomForestClassifier.")
     params: dict[str, Any] = Field(default_factory=dict)
     dataset: DatasetSpec
+    # The TrainingJob's spec.preprocessing as it is (the same model, camelCase on the wire).
+    preprocessing: PreprocessingSpec | None = None
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     output: OutputSpec
     run: RunIdentity

@@ -2,8 +2,10 @@
 
 Order matters: the bytes are hashed and compared before any deserialiser sees them, and
 skops is given an explicit list of trusted types that only admits the scikit-learn,
-numpy and scipy namespaces (plus types the operator explicitly trusts). Pickle, which
-executes arbitrary code on load, is refused unless explicitly allowed.
+numpy and scipy namespaces, the exact XGBoost / LightGBM / Kiln types a Kiln pipeline is
+made of (`KNOWN_MODEL_TYPES`: names, not namespaces), and types the operator explicitly
+trusts. Pickle, which executes arbitrary code on load, is refused unless explicitly
+allowed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,22 @@ SKOPS = "skops"
 PICKLE = "pickle"
 SUPPORTED_FORMATS = (SKOPS, PICKLE)
 TRUSTED_NAMESPACES = ("sklearn.", "numpy.", "scipy.")
+# Exact names: the estimators allow-listed by the trainer and the pieces of their state
+# skops reports (the boosters keep their trees in their own model format inside).
+KNOWN_MODEL_TYPES = frozenset(
+    {
+        "xgboost.sklearn.XGBClassifier",
+        "xgboost.sklearn.XGBRegressor",
+        "xgboost.core.Booster",
+        "lightgbm.sklearn.LGBMClassifier",
+        "lightgbm.sklearn.LGBMRegressor",
+        "lightgbm.basic.Booster",
+        "collections.OrderedDict",
+        "kiln.tabular.transforms.date_parts",
+        "kiln.tabular.transforms.date_part_names",
+        "kiln.tabular.transforms.EncodedLabelClassifier",
+    }
+)
 MAX_ARTIFACT_BYTES = 2 << 30
 
 
@@ -83,7 +101,11 @@ def untrusted_types(data: bytes, extra_trusted: Iterable[str] = ()) -> tuple[lis
     except Exception as exc:
         raise ArtifactError(f"not a readable skops artifact: {exc}") from exc
     for type_name in found:
-        if type_name in extra or type_name.startswith(TRUSTED_NAMESPACES):
+        if (
+            type_name in extra
+            or type_name in KNOWN_MODEL_TYPES
+            or type_name.startswith(TRUSTED_NAMESPACES)
+        ):
             admitted.append(type_name)
         else:
             refused.append(type_name)
@@ -99,7 +121,8 @@ def deserialise(
         admitted, refused = untrusted_types(data, extra_trusted)
         if refused:
             raise UntrustedArtifactError(
-                "skops artifact contains types outside sklearn/numpy/scipy: " + ", ".join(refused)
+                "skops artifact contains types outside sklearn/numpy/scipy and the known "
+                "XGBoost/LightGBM/Kiln types: " + ", ".join(refused)
             )
         try:
             return sio.loads(data, trusted=admitted)

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
 from kiln.server.artifact import ArtifactError, load_artifact
@@ -222,7 +221,7 @@ def _load(config: ServerConfig) -> LoadedModel:
             extra_trusted=config.trusted_types,
         )
         predictor = build_predictor(artifact.estimator, config.feature_names)
-        predictor.predict(np.zeros((1, predictor.schema.n_features)))  # warm-up
+        predictor.predict(predictor.warmup_features())  # warm-up
     except ArtifactError as exc:
         raise LoadFailure(f"{exc.reason}: {exc}") from exc
     except Exception as exc:
@@ -236,6 +235,7 @@ def _load(config: ServerConfig) -> LoadedModel:
             "bytes": artifact.size,
             "estimator": type(artifact.estimator).__name__,
             "fast_path": predictor.fast_path,
+            "fast_path_kind": predictor.fast_path_kind,
             "seconds": round(time.monotonic() - started, 3),
         },
     )

@@ -59,6 +59,11 @@ class MetricsSnapshot:
     feature_count: int = 0
     feature_sum: list[float] = field(default_factory=list)
     feature_sum_squares: list[float] = field(default_factory=list)
+    # Tabular models: rows without a value, per drift feature and per input column, and
+    # categories the training split never had, per categorical column.
+    feature_missing: list[int] = field(default_factory=list)
+    column_missing: list[int] = field(default_factory=list)
+    unseen_categories: list[int] = field(default_factory=list)
 
     def merge(self, other: MetricsSnapshot) -> None:
         for code, count in other.requests_by_code.items():
@@ -72,6 +77,9 @@ class MetricsSnapshot:
         self.feature_count += other.feature_count
         self.feature_sum = _add(self.feature_sum, other.feature_sum)
         self.feature_sum_squares = _add(self.feature_sum_squares, other.feature_sum_squares)
+        self.feature_missing = _add(self.feature_missing, other.feature_missing)
+        self.column_missing = _add(self.column_missing, other.column_missing)
+        self.unseen_categories = _add(self.unseen_categories, other.unseen_categories)
 
 
 def _add(left: list[Any], right: list[Any]) -> list[Any]:
@@ -80,6 +88,20 @@ def _add(left: list[Any], right: list[Any]) -> list[Any]:
     if not right:
         return left
     return [a + b for a, b in zip(left, right, strict=True)]
+
+
+@dataclass(frozen=True)
+class TabularLayout:
+    """Where a tabular model's columns sit in the request matrix, for the statistics.
+
+    Drift sums cover the numeric and boolean columns (missing values left out of the
+    count); every column counts its missing values; categorical columns count values
+    the training split never had.
+    """
+
+    numeric_positions: tuple[int, ...]
+    column_names: tuple[str, ...]
+    categorical: tuple[tuple[str, int, frozenset[str]], ...]  # name, position, categories
 
 
 class ServingMetrics:
@@ -103,11 +125,23 @@ class ServingMetrics:
         self._class_counts = np.zeros(0, dtype=np.int64)
         self._value_counts = np.zeros(len(PREDICTION_VALUE_BUCKETS) + 1, dtype=np.int64)
         self._value_sum = 0.0
+        self._layout: TabularLayout | None = None
+        self._feature_missing = np.zeros(0, dtype=np.int64)
+        self._column_missing = np.zeros(0, dtype=np.int64)
+        self._unseen = np.zeros(0, dtype=np.int64)
 
     def configure_model(
-        self, feature_names: Sequence[str], class_labels: Sequence[str] | None
+        self,
+        feature_names: Sequence[str],
+        class_labels: Sequence[str] | None,
+        layout: TabularLayout | None = None,
     ) -> None:
         """Called once the model is loaded: fixes the feature and class label sets."""
+        self._layout = layout
+        if layout is not None:
+            self._feature_missing = np.zeros(len(feature_names), dtype=np.int64)
+            self._column_missing = np.zeros(len(layout.column_names), dtype=np.int64)
+            self._unseen = np.zeros(len(layout.categorical), dtype=np.int64)
         self._feature_names = tuple(feature_names)
         self._class_labels = tuple(class_labels) if class_labels is not None else None
         self._feature_sum = np.zeros(len(self._feature_names))
@@ -121,6 +155,10 @@ class ServingMetrics:
     @property
     def class_labels(self) -> tuple[str, ...] | None:
         return self._class_labels
+
+    @property
+    def layout(self) -> TabularLayout | None:
+        return self._layout
 
     def observe_request(self, status: int, seconds: float) -> None:
         self._requests_by_code[status] = self._requests_by_code.get(status, 0) + 1
@@ -144,10 +182,13 @@ class ServingMetrics:
     def _fold(self) -> None:
         if self._pending_features:
             stacked = np.concatenate(self._pending_features)
-            self._feature_count += stacked.shape[0]
-            self._feature_sum += stacked.sum(axis=0)
-            self._feature_sum_squares += np.square(stacked).sum(axis=0)
             self._pending_features.clear()
+            if self._layout is None:
+                self._feature_count += stacked.shape[0]
+                self._feature_sum += stacked.sum(axis=0)
+                self._feature_sum_squares += np.square(stacked).sum(axis=0)
+            else:
+                self._fold_tabular(stacked, self._layout)
         if self._pending_indices:
             indices = np.concatenate(self._pending_indices)
             self._class_counts += np.bincount(indices, minlength=len(self._class_counts))
@@ -159,6 +200,24 @@ class ServingMetrics:
             self._value_sum += float(values.sum())
             self._pending_values.clear()
         self._pending_rows = 0
+
+    def _fold_tabular(self, stacked: np.ndarray, layout: TabularLayout) -> None:
+        numeric = stacked[:, list(layout.numeric_positions)].astype(np.float64)
+        missing = np.isnan(numeric)
+        self._feature_count += stacked.shape[0]
+        self._feature_missing += missing.sum(axis=0)
+        self._feature_sum += np.where(missing, 0.0, numeric).sum(axis=0)
+        self._feature_sum_squares += np.where(missing, 0.0, np.square(numeric)).sum(axis=0)
+        if stacked.dtype == object:
+            # NaN is the only missing marker in canonical columns, and NaN != NaN.
+            self._column_missing += (stacked != stacked).sum(axis=0).astype(np.int64)
+            for index, (_, position, categories) in enumerate(layout.categorical):
+                self._unseen[index] += sum(
+                    1 for value in stacked[:, position].tolist()
+                    if value == value and value not in categories
+                )  # fmt: skip
+        else:
+            self._column_missing += np.isnan(stacked).sum(axis=0)
 
     def snapshot(self) -> MetricsSnapshot:
         self._fold()
@@ -173,6 +232,9 @@ class ServingMetrics:
             feature_count=self._feature_count,
             feature_sum=[float(v) for v in self._feature_sum],
             feature_sum_squares=[float(v) for v in self._feature_sum_squares],
+            feature_missing=[int(v) for v in self._feature_missing],
+            column_missing=[int(v) for v in self._column_missing],
+            unseen_categories=[int(v) for v in self._unseen],
         )
 
 
@@ -187,6 +249,7 @@ class _SnapshotCollector:
             self._source.class_labels(),
             self._source.merged_snapshot(),
             self._source.is_ready(),
+            self._source.tabular_layout(),
         )
 
 
@@ -198,6 +261,8 @@ class ExpositionSource(Protocol):
     def feature_names(self) -> Sequence[str]: ...
 
     def class_labels(self) -> Sequence[str] | None: ...
+
+    def tabular_layout(self) -> TabularLayout | None: ...
 
     def merged_snapshot(self) -> MetricsSnapshot: ...
 
@@ -216,6 +281,7 @@ def metric_families(
     class_labels: Sequence[str] | None,
     snapshot: MetricsSnapshot,
     ready: bool,
+    layout: TabularLayout | None = None,
 ) -> Iterable[Metric]:
     names, values = labels.names(), labels.values()
 
@@ -274,13 +340,35 @@ def metric_families(
         labels=[*names, "feature"],
     )
     for index, feature in enumerate(feature_names):
-        count.add_metric([*values, feature], snapshot.feature_count)
+        missing = snapshot.feature_missing[index] if index < len(snapshot.feature_missing) else 0
+        count.add_metric([*values, feature], snapshot.feature_count - missing)
         if index < len(snapshot.feature_sum):
             total.add_metric([*values, feature], snapshot.feature_sum[index])
             squares.add_metric([*values, feature], snapshot.feature_sum_squares[index])
     yield count
     yield total
     yield squares
+    if layout is None:
+        return
+    absent = CounterMetricFamily(
+        "kiln_missing_values",
+        "Rows sent without a value (null / NaN), per input column",
+        labels=[*names, "feature"],
+    )
+    for index, column in enumerate(layout.column_names):
+        if index < len(snapshot.column_missing):
+            absent.add_metric([*values, column], snapshot.column_missing[index])
+    yield absent
+    unseen = CounterMetricFamily(
+        "kiln_unseen_categories",
+        "Values of a categorical column that the training split never had (served as the "
+        "encoder says: infrequent / all-zero one-hot, or ordinal -1)",
+        labels=[*names, "feature"],
+    )
+    for index, (column, _, _) in enumerate(layout.categorical):
+        if index < len(snapshot.unseen_categories):
+            unseen.add_metric([*values, column], snapshot.unseen_categories[index])
+    yield unseen
 
 
 def _cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[str, float]]:

@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+from kiln.tabular.coerce import categorical_values
+from kiln.tabular.schema import ColumnSchema, TabularSchema
+
 PREDICT_OUTPUT = "predict"
 PROBA_OUTPUT = "predict_proba"
 
@@ -50,10 +53,15 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class InputSchema:
-    """What the model accepts: F features, optionally with names (for per-feature tensors)."""
+    """What the model accepts: F features, optionally with names (for per-feature tensors).
+
+    A tabular model (trained by Kiln with its preparation pipeline) also has ``columns``:
+    one typed input per raw column, strings, booleans and missing values allowed.
+    """
 
     n_features: int
     feature_names: tuple[str, ...] | None = None
+    columns: TabularSchema | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +72,12 @@ class RequestedOutput:
 
 @dataclass(frozen=True, slots=True)
 class InferRequest:
-    """A validated request: an [N, F] C-contiguous float64 matrix with finite values."""
+    """A validated request: an [N, F] C-contiguous matrix.
+
+    float64 with finite values for a bare estimator; for a tabular model the canonical
+    columns (kiln.tabular.coerce): float64 with NaN for missing when every column is
+    numeric or boolean, else an object matrix.
+    """
 
     features: np.ndarray
     request_id: str | None
@@ -95,7 +108,11 @@ def parse_infer_request(
     try:
         document = orjson.loads(header_bytes)
     except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"malformed JSON: {exc}") from None
+        # tritonclient (Python's json) writes a missing FP64 value as the literal NaN,
+        # which strict JSON lacks; a tabular model reads it as missing.
+        document = _json_with_nan(header_bytes) if schema.columns is not None else None
+        if document is None:
+            raise ProtocolError(f"malformed JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ProtocolError("request body must be a JSON object")
 
@@ -111,10 +128,24 @@ def parse_infer_request(
     # JSON `true`/`false` can only appear in the body as literals or inside strings, so
     # when neither occurs no boolean can hide in tensor data and the strict scan is skipped.
     may_contain_booleans = b"true" in header_bytes or b"false" in header_bytes
-    tensors = _decode_tensors(inputs, binary, may_contain_booleans)
-    features = _assemble_features(tensors, schema)
+    if schema.columns is not None:
+        features = _tabular_features(inputs, binary, schema.columns, may_contain_booleans)
+    else:
+        tensors = _decode_tensors(inputs, binary, may_contain_booleans)
+        features = _assemble_features(tensors, schema)
     outputs = _requested_outputs(document.get("outputs"), available_outputs, binary_output_default)
     return InferRequest(features=features, request_id=request_id, outputs=outputs)
+
+
+def _json_with_nan(text: bytes) -> Any:
+    import json
+
+    if b"NaN" not in text and b"Infinity" not in text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _split_binary_extension(body: bytes, json_header_length: int | None) -> tuple[bytes, bytes]:
@@ -317,6 +348,281 @@ def _matrix_from_feature_tensors(tensors: list[_Tensor], schema: InputSchema) ->
     if len(rows) != 1:
         raise ProtocolError("per-feature inputs must all have the same number of rows")
     return np.column_stack([by_name[name].astype(np.float64) for name in names])
+
+
+# --- tabular models: one typed input per column ------------------------------------------
+
+_BINARY_BOOL = np.dtype("?")
+_SINGLE_TENSOR_NUMERIC = frozenset(NUMERIC_DATATYPES)
+
+
+def _tabular_features(
+    inputs: list[Any], binary: bytes, schema: TabularSchema, may_contain_booleans: bool
+) -> np.ndarray:
+    """Named, typed column inputs (or one [N, F] tensor when every column is numeric)."""
+    names = schema.names
+    raw = _raw_inputs(inputs)
+    if (
+        len(raw) == 1
+        and raw[0][0] not in names
+        and schema.all_numeric
+        and raw[0][1] in _SINGLE_TENSOR_NUMERIC
+    ):
+        return _single_numeric_tensor(raw[0], binary, schema, may_contain_booleans)
+    by_column = {column.name: column for column in schema.columns}
+    dropped = set(schema.dropped)
+    decoded: dict[str, np.ndarray] = {}
+    offset = 0
+    for name, datatype, shape, data, binary_size in raw:
+        column = by_column.get(name)
+        if column is None:
+            if name in dropped:  # known to the model, left out by its preparation
+                offset = _skip_binary(name, binary, offset, binary_size)
+                continue
+            raise ProtocolError(
+                f"input '{name}' is not a column of this model; it takes {', '.join(names)}"
+            )
+        if name in decoded:
+            raise ProtocolError(f"input '{name}' is given twice")
+        _check_column_shape(name, shape)
+        rows = shape[0]
+        if binary_size is not None:
+            values, offset = _binary_column(column, datatype, binary, offset, binary_size, rows)
+        else:
+            values = _json_column(column, datatype, data, rows, may_contain_booleans)
+        decoded[name] = values
+    if offset != len(binary):
+        raise ProtocolError(
+            f"binary payload has {len(binary) - offset} bytes not claimed by any input"
+        )
+    missing = [name for name in names if name not in decoded]
+    if missing:
+        raise ProtocolError(f"missing input(s) for column(s) {', '.join(missing)}")
+    lengths = {len(values) for values in decoded.values()}
+    if len(lengths) != 1:
+        raise ProtocolError("column inputs must all have the same number of rows")
+    if lengths == {0}:
+        raise ProtocolError("the request holds no rows")
+    if schema.all_numeric:
+        return np.ascontiguousarray(np.column_stack([decoded[n] for n in names]))
+    matrix = np.empty((lengths.pop(), len(names)), dtype=object)
+    for index, name in enumerate(names):
+        matrix[:, index] = decoded[name]
+    return matrix
+
+
+_RawInput = tuple[str, str, tuple[int, ...], Any, Any]
+
+
+def _raw_inputs(inputs: list[Any]) -> list[_RawInput]:
+    raw: list[_RawInput] = []
+    for index, item in enumerate(inputs):
+        if not isinstance(item, dict):
+            raise ProtocolError(f"inputs[{index}] must be a JSON object")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise ProtocolError(f"inputs[{index}].name must be a non-empty string")
+        datatype = item.get("datatype")
+        if not isinstance(datatype, str):
+            raise ProtocolError(f"input '{name}': 'datatype' must be a string")
+        shape = _shape(item.get("shape"), name)
+        parameters = _optional_object(item.get("parameters"), f"inputs[{index}].parameters")
+        raw.append((name, datatype, shape, item.get("data"), parameters.get("binary_data_size")))
+    return raw
+
+
+def _single_numeric_tensor(
+    raw: _RawInput, binary: bytes, schema: TabularSchema, may_contain_booleans: bool
+) -> np.ndarray:
+    name, datatype, shape, data, binary_size = raw
+    width = len(schema.columns)
+    if (len(shape) != 2 or shape[1] != width) and not (len(shape) == 1 and width == 1):
+        raise ProtocolError(
+            f"input '{name}': expected shape [N, {width}] (N rows of the columns "
+            f"{', '.join(schema.names)}), got {list(shape)}"
+        )
+    dtype = NUMERIC_DATATYPES[datatype]
+    size = math.prod(shape)
+    if binary_size is not None:
+        values, end = _binary_tensor(name, dtype, binary, 0, binary_size, size)
+        if end != len(binary):
+            raise ProtocolError(f"binary payload has {len(binary) - end} bytes not claimed")
+        matrix = values.astype(np.float64)
+    else:
+        if may_contain_booleans and _contains_boolean(data):
+            raise ProtocolError(f"input '{name}': data must be numbers, not booleans")
+        matrix = _float_values(name, data, size)
+    if np.isinf(matrix).any():
+        raise ProtocolError(f"input '{name}': values must be finite numbers or null (missing)")
+    matrix = matrix.reshape(-1, width)
+    if matrix.shape[0] == 0:
+        raise ProtocolError("the request holds no rows")
+    return np.ascontiguousarray(matrix)
+
+
+def _check_column_shape(name: str, shape: tuple[int, ...]) -> None:
+    if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
+        return
+    raise ProtocolError(f"input '{name}': a column input must have shape [N] or [N, 1]")
+
+
+def _expected_datatypes(column: ColumnSchema) -> str:
+    if column.kind == "numeric":
+        return "a number type (FP64, FP32, INT64, …)"
+    if column.kind == "boolean":
+        return "BOOL (or an integer type holding 0/1)"
+    if column.kind == "datetime":
+        return "BYTES (ISO-8601 text)"
+    return "BYTES" + (" or a number type (a numeric code)" if column.accepts_numbers else "")
+
+
+def _datatype_fits(column: ColumnSchema, datatype: str) -> bool:
+    if datatype == "BYTES":
+        return column.kind in ("categorical", "datetime")
+    if datatype == "BOOL":
+        return column.kind == "boolean"
+    if datatype in NUMERIC_DATATYPES:
+        if column.kind == "boolean":
+            return NUMERIC_DATATYPES[datatype].kind in "iu"
+        return column.kind == "numeric" or (column.kind == "categorical" and column.accepts_numbers)
+    return False
+
+
+def _wrong_datatype(column: ColumnSchema, datatype: str) -> ProtocolError:
+    return ProtocolError(
+        f"input '{column.name}': datatype {datatype} does not fit {column.kind} column "
+        f"'{column.name}'; send {_expected_datatypes(column)}"
+    )
+
+
+def _json_column(
+    column: ColumnSchema, datatype: str, data: object, rows: int, may_contain_booleans: bool
+) -> np.ndarray:
+    name = column.name
+    if not _datatype_fits(column, datatype):
+        raise _wrong_datatype(column, datatype)
+    if not isinstance(data, list):
+        raise ProtocolError(f"input '{name}': 'data' must be a list")
+    flat = _flatten_column(name, data)
+    if len(flat) != rows:
+        raise ProtocolError(f"input '{name}': shape needs {rows} values, 'data' has {len(flat)}")
+    if datatype == "BYTES":
+        for value in flat:
+            if value is not None and not isinstance(value, str):
+                raise ProtocolError(
+                    f"input '{name}': BYTES data must be strings or null, not {value!r}"
+                )
+        return _canonical_text(column, flat)
+    if datatype == "BOOL":
+        for value in flat:
+            if value is not None and not isinstance(value, bool):
+                raise ProtocolError(f"input '{name}': BOOL data must be true, false or null")
+        return np.array([np.nan if v is None else float(v) for v in flat], dtype=np.float64)
+    if may_contain_booleans and any(isinstance(v, bool) for v in flat):
+        raise ProtocolError(f"input '{name}': {datatype} data must be numbers, not booleans")
+    values = _float_values(name, flat, rows)
+    if NUMERIC_DATATYPES[datatype].kind in "iu":
+        present = values[~np.isnan(values)]
+        if not np.array_equal(present, np.round(present)):
+            raise ProtocolError(f"input '{name}': {datatype} data must be integers")
+    if np.isinf(values).any():
+        raise ProtocolError(f"input '{name}': values must be finite numbers or null (missing)")
+    if column.kind == "boolean" and not np.isin(values[~np.isnan(values)], (0.0, 1.0)).all():
+        raise ProtocolError(f"input '{name}': a boolean column takes 0 or 1")
+    if column.kind == "categorical":  # a numeric code: 3 and 3.0 are category "3"
+        return categorical_values(values)
+    return values
+
+
+def _flatten_column(name: str, data: list[Any]) -> list[Any]:
+    if all(not isinstance(v, list) for v in data):
+        return data
+    flat: list[Any] = []
+    for value in data:
+        if isinstance(value, list):
+            if len(value) != 1 or isinstance(value[0], list):
+                raise ProtocolError(f"input '{name}': nested data must be [[v], [v], …]")
+            flat.append(value[0])
+        else:
+            raise ProtocolError(f"input '{name}': data mixes nested and flat values")
+    return flat
+
+
+def _float_values(name: str, data: object, size: int) -> np.ndarray:
+    try:
+        # None (JSON null) becomes NaN: a missing value the pipeline imputes.
+        values = np.array(data, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ProtocolError(f"input '{name}': 'data' must hold numbers or null") from None
+    if values.size != size:
+        raise ProtocolError(f"input '{name}': shape needs {size} values, 'data' has {values.size}")
+    return values
+
+
+def _canonical_text(column: ColumnSchema, values: list[Any]) -> np.ndarray:
+    if column.kind == "datetime":
+        out = np.empty(len(values), dtype=object)
+        out[:] = [np.nan if v is None else v for v in values]
+        return out
+    return categorical_values(values)
+
+
+def _binary_column(
+    column: ColumnSchema, datatype: str, binary: bytes, offset: int, size: object, rows: int
+) -> tuple[np.ndarray, int]:
+    name = column.name
+    if not _datatype_fits(column, datatype):
+        raise _wrong_datatype(column, datatype)
+    if type(size) is not int or size < 0:
+        raise ProtocolError(f"input '{name}': binary_data_size must be a non-negative integer")
+    end = offset + size
+    if end > len(binary):
+        raise ProtocolError(f"input '{name}': binary payload is shorter than binary_data_size")
+    if datatype == "BYTES":
+        return _canonical_text(column, _byte_strings(name, binary[offset:end], rows)), end
+    dtype = _BINARY_BOOL if datatype == "BOOL" else NUMERIC_DATATYPES[datatype]
+    if size != rows * dtype.itemsize:
+        raise ProtocolError(
+            f"input '{name}': binary_data_size {size} does not match shape "
+            f"({rows} x {dtype.itemsize} bytes)"
+        )
+    values = np.frombuffer(binary, dtype=dtype, count=rows, offset=offset).astype(np.float64)
+    if np.isinf(values).any():
+        raise ProtocolError(f"input '{name}': values must be finite numbers or NaN (missing)")
+    if column.kind == "categorical":
+        return categorical_values(values), end
+    if column.kind == "boolean" and not np.isin(values[~np.isnan(values)], (0.0, 1.0)).all():
+        raise ProtocolError(f"input '{name}': a boolean column takes 0 or 1")
+    return values, end
+
+
+def _byte_strings(name: str, payload: bytes, rows: int) -> list[Any]:
+    """Triton's BYTES serialisation: each element a 4-byte little-endian length + bytes."""
+    values: list[Any] = []
+    position = 0
+    for _ in range(rows):
+        if position + 4 > len(payload):
+            raise ProtocolError(f"input '{name}': BYTES payload ends early")
+        length = int.from_bytes(payload[position : position + 4], "little")
+        position += 4
+        if position + length > len(payload):
+            raise ProtocolError(f"input '{name}': BYTES payload ends early")
+        try:
+            values.append(payload[position : position + length].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ProtocolError(f"input '{name}': BYTES data must be UTF-8 text") from None
+        position += length
+    if position != len(payload):
+        raise ProtocolError(f"input '{name}': BYTES payload is longer than its {rows} values")
+    return values
+
+
+def _skip_binary(name: str, binary: bytes, offset: int, size: object) -> int:
+    if size is None:
+        return offset
+    if type(size) is not int or size < 0 or offset + size > len(binary):
+        raise ProtocolError(f"input '{name}': binary_data_size does not fit the payload")
+    return offset + size
 
 
 def _requested_outputs(

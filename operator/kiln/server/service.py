@@ -24,8 +24,14 @@ from urllib.parse import unquote
 import numpy as np
 import orjson
 
-from kiln.server.metrics import MetricLabels, MetricsSnapshot, ServingMetrics, render
-from kiln.server.predictor import Predictor
+from kiln.server.metrics import (
+    MetricLabels,
+    MetricsSnapshot,
+    ServingMetrics,
+    TabularLayout,
+    render,
+)
+from kiln.server.predictor import Predictor, drift_feature_names
 from kiln.server.protocol import (
     InferRequest,
     ProtocolError,
@@ -33,6 +39,7 @@ from kiln.server.protocol import (
     error_body,
     parse_infer_request,
 )
+from kiln.tabular.schema import TabularSchema
 from kiln.version import KILN_VERSION
 
 log = logging.getLogger("kiln.server")
@@ -90,10 +97,15 @@ class InferenceService:
     def model_loaded(self, predictor: Predictor, sha256: str) -> None:
         self.predictor = predictor
         self.sha256 = sha256
-        names = predictor.schema.feature_names or tuple(
-            f"f{index}" for index in range(predictor.schema.n_features)
-        )
-        self.metrics.configure_model(names, predictor.classes)
+        if predictor.tabular is not None:
+            # Drift statistics for the numeric columns; text columns count missing values
+            # and unseen categories instead.
+            names = drift_feature_names(predictor.tabular)
+        else:
+            names = predictor.schema.feature_names or tuple(
+                f"f{index}" for index in range(predictor.schema.n_features)
+            )
+        self.metrics.configure_model(names, predictor.classes, predictor.layout)
         self.not_ready_reason = ""
 
     def model_failed(self, reason: str) -> None:
@@ -119,6 +131,9 @@ class InferenceService:
 
     def class_labels(self) -> tuple[str, ...] | None:
         return self.metrics.class_labels
+
+    def tabular_layout(self) -> TabularLayout | None:
+        return self.metrics.layout
 
     def merged_snapshot(self) -> MetricsSnapshot:
         merged = self.metrics.snapshot()
@@ -225,11 +240,15 @@ class InferenceService:
             outputs.append(
                 {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(predictor.classes)]}
             )
+        if schema.columns is not None:
+            inputs = column_inputs_metadata(schema.columns)
+        else:
+            inputs = [{"name": "input-0", "datatype": "FP64", "shape": [-1, schema.n_features]}]
         metadata: dict[str, Any] = {
             "name": self.settings.model_name,
             "versions": [self.settings.model_version],
             "platform": "scikit-learn",
-            "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, schema.n_features]}],
+            "inputs": inputs,
             "outputs": outputs,
         }
         parameters: dict[str, Any] = {"track": self.settings.track, "sha256": self.sha256}
@@ -383,6 +402,32 @@ class InferenceService:
     ) -> None:
         reply(status, error_body(message), headers)
         self.metrics.observe_request(status, time.perf_counter() - received_at)
+
+
+_COLUMN_DATATYPES = {
+    "numeric": "FP64",
+    "boolean": "BOOL",
+    "categorical": "BYTES",
+    "datetime": "BYTES",
+}
+
+
+def column_inputs_metadata(tabular: TabularSchema) -> list[dict[str, Any]]:
+    """One input per raw column: its datatype, and what the column is (type, missing…)."""
+    inputs: list[dict[str, Any]] = []
+    for column in tabular.columns:
+        parameters: dict[str, Any] = {"type": column.kind, "nullable": column.nullable}
+        if column.categories is not None:
+            parameters["categories"] = list(column.categories)
+        inputs.append(
+            {
+                "name": column.name,
+                "datatype": _COLUMN_DATATYPES[column.kind],
+                "shape": [-1],
+                "parameters": parameters,
+            }
+        )
+    return inputs
 
 
 def _decoded_body(body: bytes, encoding: str | None, limit: int) -> bytes:

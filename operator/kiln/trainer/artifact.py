@@ -16,6 +16,10 @@ from typing import Any
 
 import pandas as pd
 
+# What a ModelVersion's FeatureSchema can hold (the artifact keeps every category).
+from kiln.api.model_version import MAX_CATEGORY_LENGTH, MAX_RECORDED_CATEGORIES
+from kiln.tabular.schema import TabularSchema
+
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 SCHEMA_ENTRY = "schema.json"
 ARTIFACT_FORMAT = "skops"
@@ -71,18 +75,32 @@ def _write(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     archive.writestr(info, data)
 
 
-def input_schema(
-    frame: pd.DataFrame, features: list[str], target: str, estimator: Any
-) -> dict[str, Any]:
-    """What the model server needs to accept a request: feature order, dtypes, labels."""
-    schema: dict[str, Any] = {
-        "features": [{"name": name, "dtype": str(frame[name].dtype)} for name in features],
-        "target": {"name": target, "dtype": str(frame[target].dtype)},
+def input_schema(schema: TabularSchema, target: pd.Series, estimator: Any) -> dict[str, Any]:
+    """The ModelVersion's input schema: every raw column with its type and preparation."""
+    document: dict[str, Any] = {
+        "features": [_recorded_column(column.to_json()) for column in schema.columns],
+        "target": {"name": str(target.name), "dtype": str(target.dtype)},
     }
+    if schema.dropped:
+        document["dropped"] = list(schema.dropped)
     classes = getattr(estimator, "classes_", None)
     if classes is not None:
-        schema["classes"] = [_json_scalar(c) for c in list(classes)]
-    return schema
+        document["classes"] = [_json_scalar(c) for c in list(classes)]
+    return document
+
+
+def _recorded_column(column: dict[str, Any]) -> dict[str, Any]:
+    """Categories as the ModelVersion can hold them (at most 64 of at most 64 chars)."""
+    categories = column.get("categories")
+    if categories is None:
+        return column
+    if len(categories) > MAX_RECORDED_CATEGORIES or any(
+        len(c) > MAX_CATEGORY_LENGTH for c in categories
+    ):
+        column = {**column, "categoriesCount": len(categories)}
+        kept = [c for c in categories if len(c) <= MAX_CATEGORY_LENGTH]
+        column["categories"] = kept[:MAX_RECORDED_CATEGORIES]
+    return column
 
 
 def _json_scalar(value: Any) -> Any:

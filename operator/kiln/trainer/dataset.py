@@ -1,4 +1,8 @@
-"""Loading the training table: fetch bytes, verify their digest, parse, check the columns."""
+"""Loading the training table: fetch bytes, verify their digest, parse, check the columns.
+
+Column types are not checked here: text, booleans and missing values are prepared by the
+pipeline (kiln.trainer.preprocessing).
+"""
 
 from __future__ import annotations
 
@@ -95,17 +99,6 @@ def select_columns(frame: pd.DataFrame, spec: DatasetSpec) -> list[str]:
         features = [c for c in columns if c not in excluded]
     if not features:
         raise TrainingError(Reason.INVALID_DATASET, f"dataset {spec.uri} has no feature columns")
-    non_numeric = [
-        c
-        for c in features
-        if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
-    ]
-    if non_numeric:
-        raise TrainingError(
-            Reason.INVALID_DATASET,
-            f"feature column(s) {', '.join(map(repr, non_numeric))} are not numeric; "
-            "encode them before training or leave them out of features",
-        )
     if frame[spec.target].isna().any():
         rows = int(frame[spec.target].isna().sum())
         raise TrainingError(

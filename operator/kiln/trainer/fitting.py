@@ -12,7 +12,6 @@ from sklearn.model_selection import train_test_split
 
 from kiln.trainer.dataset import LoadedDataset
 from kiln.trainer.errors import Reason, TrainingError
-from kiln.trainer.estimators import PreparedEstimator
 from kiln.trainer.metrics import Predictions
 
 
@@ -53,18 +52,18 @@ def _split(arrays: list[Any], test_size: float, seed: int, stratify: Any) -> lis
     )
 
 
-def fit(prepared: PreparedEstimator, split: Split) -> tuple[Any, list[str]]:
-    """Fit in place; returns the estimator and the warnings it raised (as one-liners)."""
-    estimator = prepared.estimator
+def fit(estimator: Any, split: Split, name: str) -> tuple[Any, list[str]]:
+    """Fit in place; returns the estimator and the warnings it raised (as one-liners).
+
+    ``name`` is the user's estimator class, for messages (``estimator`` is the pipeline).
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             estimator.fit(split.x_train, split.y_train)
         except Exception as exc:
             message = " ".join(str(exc).split()) or type(exc).__name__
-            raise TrainingError(
-                Reason.TRAINING_FAILED, f"{type(estimator).__name__}.fit failed: {message}"
-            ) from exc
+            raise TrainingError(Reason.TRAINING_FAILED, f"{name}.fit failed: {message}") from exc
     return estimator, sorted({" ".join(str(w.message).split()) for w in caught})
 
 

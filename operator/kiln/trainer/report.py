@@ -1,9 +1,10 @@
 """The termination message: compact JSON the operator reads from the Pod status.
 
 Kubernetes keeps at most 4096 bytes of it, so a report that would be longer is shrunk
-step by step (per-group fairness values, then feature dtypes, then the tail of the
-feature and class lists, then params) and marked ``truncated``; the full report is
-uploaded next to the model as ``report.json``.
+step by step (per-group fairness values, warnings, category lists, the list of dropped
+columns, then feature dtypes, then params, then the tail of the class and feature lists)
+and marked ``truncated``; the full report is uploaded next to the model as
+``report.json``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,24 @@ def _drop_fairness_groups(report: dict[str, Any], limit: int) -> dict[str, Any]:
     return report
 
 
+def _drop_categories(report: dict[str, Any], limit: int) -> dict[str, Any]:
+    """Categories go first: the artifact carries them, the ModelVersion keeps the count."""
+    schema = report.get("inputSchema")
+    if isinstance(schema, dict) and isinstance(schema.get("features"), list):
+        for feature in schema["features"]:
+            if isinstance(feature, dict) and isinstance(feature.get("categories"), list):
+                feature.setdefault("categoriesCount", len(feature["categories"]))
+                del feature["categories"]
+    return report
+
+
+def _drop_dropped_columns(report: dict[str, Any], limit: int) -> dict[str, Any]:
+    schema = report.get("inputSchema")
+    if isinstance(schema, dict):
+        schema.pop("dropped", None)
+    return report
+
+
 def _feature_names_only(report: dict[str, Any], limit: int) -> dict[str, Any]:
     schema = report.get("inputSchema")
     if isinstance(schema, dict) and isinstance(schema.get("features"), list):
@@ -114,6 +133,8 @@ def _drop(key: str) -> Shrink:
 _SHRINK_STEPS: tuple[Shrink, ...] = (
     _drop_fairness_groups,
     _drop("warnings"),
+    _drop_categories,
+    _drop_dropped_columns,
     _feature_names_only,
     _drop("params"),
     _truncate_list("classes"),

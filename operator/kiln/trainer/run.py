@@ -5,6 +5,7 @@ Returns the success report; every failure is a ``TrainingError`` with its reason
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -13,13 +14,22 @@ from typing import Any
 
 from kiln.contract.train_spec import TrainSpec
 from kiln.store import ObjectStore, StoreError, join_uri
+from kiln.tabular.transforms import EncodedLabelClassifier
 from kiln.trainer.artifact import ARTIFACT_FORMAT, dump_model, input_schema
-from kiln.trainer.dataset import load_dataset
+from kiln.trainer.dataset import LoadedDataset, load_dataset
 from kiln.trainer.errors import Reason, TrainingError
 from kiln.trainer.estimators import prepare_estimator
 from kiln.trainer.fitting import fit, predict, split_dataset
 from kiln.trainer.logs import EventLog
 from kiln.trainer.metrics import compute_metrics, fairness_gap, metrics_for_task, primary_metric
+from kiln.trainer.preprocessing import (
+    PreparationPlan,
+    attach_schema,
+    build_pipeline,
+    canonical_features,
+    plan_preparation,
+    with_categories,
+)
 from kiln.trainer.versions import library_versions
 
 MODEL_FILE = "model.skops"
@@ -67,8 +77,30 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
     log.emit("dataset.loaded", uri=data.uri, sha256=data.sha256, rows=data.rows)
 
     with timer.phase("fit"):
-        split = split_dataset(data, spec.evaluation.test_size, seed, prepared.is_classifier)
-        estimator, fit_warnings = fit(prepared, split)
+        plan = plan_preparation(
+            data.frame,
+            data.features,
+            spec.estimator,
+            spec.preprocessing,
+            protected=[c for c in (data.target, data.sensitive_column) if c],
+        )
+        for warning in plan.warnings:
+            log.emit("preparation.warning", level="warning", message=warning)
+        prepared_data, duplicates = _prepared_table(data, plan, spec)
+        split = split_dataset(
+            prepared_data, spec.evaluation.test_size, seed, prepared.is_classifier
+        )
+        # Categories are what the training split holds: the test split stays unseen.
+        plan = with_categories(plan, split.x_train)
+        model_step = (
+            EncodedLabelClassifier(prepared.estimator)
+            if prepared.encode_labels
+            else prepared.estimator
+        )
+        estimator = build_pipeline(plan, model_step)
+        estimator, fit_warnings = fit(estimator, split, type(prepared.estimator).__name__)
+        attach_schema(estimator, plan.schema())
+    fit_warnings = [*plan.warnings, *fit_warnings]
     for warning in fit_warnings:
         log.emit("fit.warning", level="warning", message=warning)
 
@@ -90,10 +122,11 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
             "testRows": len(split.x_test),
             "stratified": split.stratified,
             "seed": seed,
+            "duplicateRowsDropped": duplicates,
         },
         "estimator": spec.estimator,
         "params": prepared.effective_params,
-        "inputSchema": input_schema(data.frame, data.features, data.target, estimator),
+        "inputSchema": input_schema(plan.schema(), data.frame[data.target], estimator),
         "versions": library_versions(),
     }
     if fairness is not None:
@@ -129,3 +162,21 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
     log.emit("artifact.uploaded", uri=put.uri, sha256=put.sha256, sizeBytes=put.size)
     report["durationSeconds"] = dict(timer.durations)
     return report
+
+
+def _prepared_table(
+    data: LoadedDataset, plan: PreparationPlan, spec: TrainSpec
+) -> tuple[LoadedDataset, int]:
+    """The table with its features in canonical form (and exact duplicates dropped)."""
+    frame = data.frame
+    duplicates = 0
+    if spec.preprocessing is not None and spec.preprocessing.drop_duplicate_rows:
+        deduplicated = frame.drop_duplicates()
+        duplicates = len(frame) - len(deduplicated)
+        frame = deduplicated
+    features = canonical_features(frame, plan)
+    table = frame.copy()
+    for name in features.columns:
+        table[name] = features[name]
+    prepared = dataclasses.replace(data, frame=table, features=list(features.columns))
+    return prepared, duplicates

@@ -19,4 +19,16 @@ def library_versions() -> dict[str, str]:
             versions[key] = metadata.version(distribution)
         except metadata.PackageNotFoundError:
             versions[key] = "unknown"
+    # Recorded when installed: a model of theirs needs the same version to load.
+    # xgboost-cpu is the CPU-only wheel of the same package.
+    for key, distributions in (
+        ("xgboost", ("xgboost", "xgboost-cpu")),
+        ("lightgbm", ("lightgbm",)),
+    ):
+        for distribution in distributions:
+            try:
+                versions[key] = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     return versions

@@ -200,7 +200,9 @@ def test_unwritable_output_is_a_retryable_upload_failure(s3: SeaweedS3, tmp_path
     assert outcome.report["retryable"] is True
 
 
-def test_fit_error_is_training_failed(s3: SeaweedS3, tmp_path: Path) -> None:
+def test_empty_cells_are_imputed_and_a_fit_error_is_training_failed(
+    s3: SeaweedS3, tmp_path: Path
+) -> None:
     frame = pd.read_csv(IRIS)
     frame.loc[3, "petal_width"] = float("nan")
     s3.client().put_object(Bucket="datasets", Key="holes.csv", Body=frame.to_csv(index=False))
@@ -210,5 +212,10 @@ def test_fit_error_is_training_failed(s3: SeaweedS3, tmp_path: Path) -> None:
         "params": {},
     }
     outcome = _train_in_process(spec, s3.env(), tmp_path)
+    assert outcome.exit_code == 0, outcome.report
+    # Told to keep NaN, LogisticRegression itself refuses it: that is the fit failing.
+    kept = {**spec, "preprocessing": {"numeric": {"impute": "none"}}}
+    outcome = _train_in_process(kept, s3.env(), tmp_path)
     assert (outcome.exit_code, outcome.report["reason"]) == (8, "TrainingFailed")
     assert "NaN" in outcome.report["message"]
+    assert outcome.report["message"].startswith("LogisticRegression.fit failed")

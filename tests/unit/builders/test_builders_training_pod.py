@@ -138,6 +138,19 @@ def test_train_spec_is_what_the_trainer_accepts() -> None:
     assert spec.artifact_prefix() == "s3://kiln-models/ml/iris-train/run-4"
 
 
+def test_preprocessing_reaches_the_trainer_as_written() -> None:
+    preprocessing = {
+        "dropDuplicateRows": True,
+        "columns": [{"name": "petal_width", "drop": True}],
+    }
+    pod = tp.training_pod(job(preprocessing=preprocessing), run=1, attempt=1, defaults=DEFAULTS)
+    spec = TrainSpec.model_validate(train_spec_of(pod))
+    assert spec.preprocessing is not None
+    assert spec.preprocessing.drop_duplicate_rows
+    assert [(c.name, c.drop) for c in spec.preprocessing.columns] == [("petal_width", True)]
+    assert "preprocessing" not in train_spec_of(tp.training_pod(job(), 1, 1, DEFAULTS))
+
+
 def test_the_jobs_output_and_endpoint_win_over_the_defaults() -> None:
     output = {"uri": "file:///models", "s3Endpoint": "https://s3.example.com"}
     pod = tp.training_pod(job(output=output), 1, 1, DEFAULTS)

@@ -139,7 +139,7 @@ def test_program_does_not_need_the_dev_cluster(image: str) -> None:
             continue
         closure.add(module)
         todo += [n for n in imported_names(module, file) if n.startswith("kiln.")]
-    assert not {m for m in closure if m.startswith(("kiln.devcluster", "kiln.cli"))}
+    assert not {m for m in closure if m.startswith(("kilndev", "kiln.cli"))}
 
 
 def test_the_check_sees_lazy_imports() -> None:

@@ -10,6 +10,7 @@ from kiln.server.metrics import (
     MetricLabels,
     MetricsSnapshot,
     ServingMetrics,
+    TabularLayout,
     metric_families,
     render,
 )
@@ -31,6 +32,9 @@ class Source:
 
     def class_labels(self) -> tuple[str, ...] | None:
         return self._metrics.class_labels
+
+    def tabular_layout(self) -> TabularLayout | None:
+        return self._metrics.layout
 
     def merged_snapshot(self) -> MetricsSnapshot:
         merged = self._metrics.snapshot()

@@ -8,7 +8,14 @@ import skops.io as sio
 from sklearn.datasets import load_iris
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
+from kiln.api.preprocessing import PreprocessingSpec
 from kiln.trainer.artifact import FIXED_ZIP_TIME, dump_model, input_schema
+from kiln.trainer.preprocessing import (
+    build_pipeline,
+    canonical_features,
+    plan_preparation,
+    with_categories,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -41,13 +48,42 @@ def test_archive_entries_carry_a_fixed_timestamp() -> None:
         assert archive.testzip() is None
 
 
-def test_input_schema_lists_features_in_order_with_dtypes_and_classes() -> None:
-    frame = pd.DataFrame({"b": [1.0, 2.0], "a": [1, 2], "y": ["x", "z"]})
-    model = RandomForestClassifier(n_estimators=2, random_state=0).fit(frame[["b", "a"]], frame.y)
-    schema = input_schema(frame, ["b", "a"], "y", model)
+def test_input_schema_lists_every_column_with_type_missing_and_categories() -> None:
+    frame = pd.DataFrame(
+        {"b": [1.0, None, 3.0, 4.0], "a": ["u", "v", None, "u"], "y": ["x", "z", "x", "z"]}
+    )
+    plan = plan_preparation(frame, ["b", "a"], "sklearn.ensemble.RandomForestClassifier", None)
+    plan = with_categories(plan, frame)
+    model = build_pipeline(plan, RandomForestClassifier(n_estimators=2, random_state=0))
+    model.fit(canonical_features(frame, plan), frame.y)
+    schema = input_schema(plan.schema(), frame.y, model)
     assert schema["features"] == [
-        {"name": "b", "dtype": "float64"},
-        {"name": "a", "dtype": "int64"},
+        {"name": "b", "type": "numeric", "dtype": "float64", "nullable": True, "impute": "median"},
+        {
+            "name": "a",
+            "type": "categorical",
+            "dtype": str(frame.a.dtype),
+            "nullable": True,
+            "categories": ["u", "v"],
+            "impute": "most_frequent",
+            "encoder": "ordinal",
+        },
     ]
     assert schema["classes"] == ["x", "z"]
     assert schema["target"]["name"] == "y"
+
+
+def test_recorded_categories_are_capped_with_their_count() -> None:
+    frame = pd.DataFrame({"c": [f"k{i}" for i in range(300)] * 2, "y": [0, 1] * 300})
+    plan = with_categories(
+        plan_preparation(
+            frame,
+            ["c"],
+            "sklearn.linear_model.LogisticRegression",
+            PreprocessingSpec.model_validate({"columns": [{"name": "c", "type": "categorical"}]}),
+        ),
+        frame,
+    )
+    (column,) = input_schema(plan.schema(), frame.y, object())["features"]
+    assert column["categoriesCount"] == 300
+    assert len(column["categories"]) == 64

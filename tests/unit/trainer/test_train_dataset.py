@@ -79,14 +79,16 @@ def test_unparseable_parquet_is_an_invalid_dataset() -> None:
     assert error.reason is Reason.INVALID_DATASET
 
 
-def test_non_numeric_feature_is_named(tmp_path: Path) -> None:
+def test_text_column_and_empty_cells_are_loaded_as_features(tmp_path: Path) -> None:
+    # Preparation (kiln.trainer.preprocessing) handles text and missing values; loading
+    # no longer refuses them.
     frame = pd.read_csv(IRIS)
-    frame["colour"] = "blue"
+    frame["colour"] = ["blue", None, "red"] * 50
+    frame.loc[3, "sepal_length"] = None
     path = tmp_path / "coloured.csv"
     frame.to_csv(path, index=False)
-    error = _reason(path.as_uri())
-    assert error.reason is Reason.INVALID_DATASET
-    assert "'colour'" in error.message
+    data = _load(path.as_uri())
+    assert data.features == [*IRIS_FEATURES, "colour"]  # type: ignore[attr-defined]
 
 
 def test_sensitive_column_is_left_out_of_default_features(tmp_path: Path) -> None:

@@ -90,3 +90,65 @@ def test_every_allow_listed_estimator_exists_and_has_a_task() -> None:
             or path.endswith("NearestCentroid")
         )
         assert prepared.is_classifier is expected_classifier, path
+
+
+# --- XGBoost and LightGBM ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "xgboost.XGBClassifier",
+        "xgboost.XGBRegressor",
+        "lightgbm.LGBMClassifier",
+        "lightgbm.LGBMRegressor",
+    ],
+)
+def test_boosting_libraries_are_allow_listed_and_seeded(path: str) -> None:
+    assert path in ALLOWED_ESTIMATORS
+    prepared = prepare_estimator(path, {"n_estimators": 10}, 5)
+    assert prepared.effective_params["random_state"] == 5
+    assert prepared.estimator.get_params()["n_estimators"] == 10
+    assert prepared.is_classifier == path.endswith("Classifier")
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "fragment"),
+    [
+        ("xgboost.XGBClassifier", {"learning_rate": 0}, "'learning_rate'"),
+        ("xgboost.XGBClassifier", {"subsample": 1.5}, "'subsample'"),
+        ("xgboost.XGBClassifier", {"tree_method": "gpu_hist"}, "'tree_method'"),
+        ("xgboost.XGBRegressor", {"device": "cuda"}, "'device'"),
+        ("xgboost.XGBRegressor", {"early_stopping_rounds": 5}, "'early_stopping_rounds'"),
+        ("lightgbm.LGBMClassifier", {"num_leaves": 1}, "'num_leaves'"),
+        ("lightgbm.LGBMRegressor", {"boosting_type": "goss2"}, "'boosting_type'"),
+        ("lightgbm.LGBMRegressor", {"n_estimators": "many"}, "'n_estimators'"),
+    ],
+)
+def test_boosting_values_are_checked_before_fitting(
+    path: str, params: dict[str, object], fragment: str
+) -> None:
+    with pytest.raises(TrainingError) as info:
+        prepare_estimator(path, params, 0)
+    assert info.value.reason is Reason.INVALID_PARAMS
+    assert fragment in info.value.message
+
+
+def test_boosting_param_name_typo_is_named_with_a_suggestion() -> None:
+    with pytest.raises(TrainingError) as info:
+        prepare_estimator("xgboost.XGBClassifier", {"max_dept": 3}, 0)
+    assert info.value.reason is Reason.INVALID_PARAMS
+    assert "'max_depth'" in info.value.message
+
+
+def test_xgboost_classifier_is_fitted_on_encoded_labels_lightgbm_is_not() -> None:
+    assert prepare_estimator("xgboost.XGBClassifier", {}, 0).encode_labels
+    assert not prepare_estimator("xgboost.XGBRegressor", {}, 0).encode_labels
+    assert not prepare_estimator("lightgbm.LGBMClassifier", {}, 0).encode_labels
+
+
+def test_lightgbm_runs_quiet_and_deterministic_unless_told_otherwise() -> None:
+    params = prepare_estimator("lightgbm.LGBMClassifier", {}, 0).effective_params
+    assert params["verbose"] == -1 and params["deterministic"] is True
+    loud = prepare_estimator("lightgbm.LGBMClassifier", {"verbose": 1}, 0).effective_params
+    assert loud["verbose"] == 1

@@ -69,3 +69,22 @@ def test_very_long_failure_message_stays_within_the_limit() -> None:
 
 def test_encoding_is_compact() -> None:
     assert encode({"b": 1, "a": [1, 2]}) == b'{"a":[1,2],"b":1}'
+
+
+def test_category_lists_go_before_the_column_types() -> None:
+    features = [
+        {
+            "name": f"c{i}",
+            "type": "categorical",
+            "dtype": "str",
+            "categories": [f"value-{j}" for j in range(40)],
+        }
+        for i in range(12)
+    ]
+    report = {"ok": True, "inputSchema": {"features": features}, "artifact": {"uri": "x"}}
+    shrunk = json.loads(bounded(report))
+    assert shrunk["truncated"] is True
+    kept = shrunk["inputSchema"]["features"]
+    # Types survive; the categories are in the artifact, their count in the report.
+    assert [f["type"] for f in kept] == ["categorical"] * 12
+    assert all("categories" not in f and f["categoriesCount"] == 40 for f in kept)
