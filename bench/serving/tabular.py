@@ -1,15 +1,16 @@
-"""Tabular serving benchmark: kiln-serve vs MLServer on the same four penguins models.
+"""Tabular serving benchmark: kiln-serve vs MLServer on the same six penguins models.
 
 Models (all trained on examples/data/penguins.csv, one request input per column, the
 shape MLServer's pandas codec takes): a linear model, a forest, a gradient-boosted model
-(each on the four numeric columns, with their gaps imputed) and a mixed-type pipeline
-(all seven columns, text included). kiln-serve gets the artifacts kiln-train's own code
-builds; MLServer (mlserver-sklearn, in its own venv, see peers.py) gets the same
-pipelines built there with its own scikit-learn, so no pickle crosses library versions.
+(each on the four numeric columns, with their gaps imputed), a mixed-type pipeline (all
+seven columns, text included), and XGBoost and LightGBM on all seven columns.
+kiln-serve gets the artifacts kiln-train's own code builds; MLServer (mlserver-sklearn,
+in its own venv, see peers.py) gets the same pipelines built there with its own
+scikit-learn, so no pickle crosses library versions.
 Beside each: scikit-learn's own in-process `pipeline.predict` on one row, the floor an
 HTTP server adds its cost to.
 
-    bench/serving/tabular.sh                  # ~4 min
+    bench/serving/tabular.sh                  # ~8 min
     bench/serving/tabular.sh --duration 3 --rounds 1
 
 Figures: single-row requests/s at p99 < 10 ms (4 connections, fewer when the p99 is

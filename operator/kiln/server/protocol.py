@@ -521,6 +521,9 @@ def _json_column(
     if may_contain_booleans and any(isinstance(v, bool) for v in flat):
         raise ProtocolError(f"input '{name}': {datatype} data must be numbers, not booleans")
     values = _float_values(name, flat, rows)
+    if datatype in ("FP16", "FP32"):  # the declared precision, as for a bare model
+        with np.errstate(over="ignore"):
+            values = values.astype(NUMERIC_DATATYPES[datatype]).astype(np.float64)
     if NUMERIC_DATATYPES[datatype].kind in "iu":
         present = values[~np.isnan(values)]
         if not np.array_equal(present, np.round(present)):

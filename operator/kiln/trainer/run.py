@@ -82,7 +82,10 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
             data.features,
             spec.estimator,
             spec.preprocessing,
-            protected=[c for c in (data.target, data.sensitive_column) if c],
+            # The target, and the sensitive column unless it is also a feature.
+            protected=[
+                c for c in (data.target, data.sensitive_column) if c and c not in data.features
+            ],
         )
         for warning in plan.warnings:
             log.emit("preparation.warning", level="warning", message=warning)

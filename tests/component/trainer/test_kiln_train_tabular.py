@@ -207,3 +207,25 @@ def test_the_penguins_example_trains_as_written_and_serves_its_request(tmp_path:
     )
     # The three rows are a Gentoo, a Chinstrap and an Adelie from the table.
     assert list(predictor.predict(request.features).values) == ["Gentoo", "Chinstrap", "Adelie"]
+
+
+def test_a_sensitive_column_listed_as_a_feature_can_be_prepared(tmp_path: Path) -> None:
+    diabetes = EXAMPLES / "diabetes.csv"
+    columns = list(pd.read_csv(diabetes).columns)
+    spec = penguins_spec(
+        tmp_path / "out",
+        "sklearn.ensemble.RandomForestRegressor",
+        params={"n_estimators": 10},
+        dataset={
+            "uri": diabetes.as_uri(),
+            "target": "target",
+            "sensitiveColumn": "sex",
+            "features": [c for c in columns if c != "target"],
+        },
+        preprocessing={"columns": [{"name": "sex", "type": "categorical"}]},
+    )
+    code, report = train(spec, tmp_path)
+    assert code == 0, report
+    sex = next(f for f in report["inputSchema"]["features"] if f["name"] == "sex")
+    assert sex["type"] == "categorical" and sex["categories"] == ["1", "2"]
+    assert report["fairness"]["column"] == "sex"

@@ -353,3 +353,12 @@ def test_boolean_and_date_columns_and_dropped_ones_are_served() -> None:
     # A boolean column refuses other numbers, naming itself.
     inputs[0] = {"name": "ringed", "datatype": "INT64", "shape": [3], "data": [1, 2, 0]}
     assert "'ringed'" in rejected(predictor, inputs)
+
+
+def test_fp32_column_values_are_rounded_as_declared() -> None:
+    predictor = served(trained())
+    inputs = one_row()
+    mass = next(t for t in inputs if t["name"] == "bill_length_mm")
+    mass.update(datatype="FP32", data=[[0.1]])
+    position = list(PENGUIN_COLUMNS).index("bill_length_mm")
+    assert parse(predictor, inputs)[0, position] == float(np.float32(0.1))
