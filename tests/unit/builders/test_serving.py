@@ -281,3 +281,12 @@ def test_each_track_has_a_disruption_budget_over_its_own_pods(track: str) -> Non
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
     assert pdb["spec"]["maxUnavailable"] == 1
     assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_a_server_without_resources_requests_some_and_is_not_limited() -> None:
+    # BestEffort server pods starve behind any busy host process; a request makes them
+    # Burstable. No limit: a server may use the node's idle CPU.
+    container = serving.server_deployment(md(), "stable", mv(), 1, DEFAULTS)["spec"]["template"][
+        "spec"
+    ]["containers"][0]
+    assert container["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}}
