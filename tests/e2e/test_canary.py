@@ -250,6 +250,7 @@ def infer_body(rows: list[list[float]]) -> bytes:
 def load(url: str, rate: float = 40.0) -> Iterator[Counter[int]]:
     """Single-row inference requests at about `rate` per second until the block ends."""
     codes: Counter[int] = Counter()
+    errors: list[str] = []  # what the failed requests said (printed: pytest shows it on failure)
     stop = threading.Event()
     body = infer_body(ROWS[:1])
 
@@ -267,8 +268,10 @@ def load(url: str, rate: float = 40.0) -> Iterator[Counter[int]]:
                     codes[response.status] += 1
             except urllib.error.HTTPError as e:
                 codes[e.code] += 1
-            except OSError:
+                errors.append(f"{time.strftime('%X')} {e.code} {e.read()[:200]!r}")
+            except OSError as e:
                 codes[0] += 1
+                errors.append(f"{time.strftime('%X')} {e!r}")
             stop.wait(max(0.0, period - (time.monotonic() - started)))
 
     threads = [threading.Thread(target=loop, daemon=True) for _ in range(2)]
@@ -280,6 +283,8 @@ def load(url: str, rate: float = 40.0) -> Iterator[Counter[int]]:
         stop.set()
         for thread in threads:
             thread.join(timeout=10)
+        for line in errors[:20]:
+            print("failed request:", line)
 
 
 def service_url(kube: Kube, namespace: str) -> str:
