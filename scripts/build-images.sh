@@ -74,11 +74,15 @@ if [ "${KILN_REBUILD_BASE:-0}" = 1 ]; then
   buildah rmi "$BASE" >/dev/null 2>&1 || true
 fi
 mkdir -p "$CACHE"
-if [ ! -e "$ROOTFS/.kiln-complete" ]; then
-  say "debootstrap bookworm (minbase + python3 python3-pip ca-certificates) into $ROOTFS"
+# libgomp1: LightGBM's OpenMP runtime (XGBoost and scikit-learn bundle their own). The
+# marker records the package list, so changing it rebuilds the root filesystem and base.
+PACKAGES=python3,python3-pip,ca-certificates,libgomp1
+if [ "$(cat "$ROOTFS/.kiln-complete" 2>/dev/null)" != "$PACKAGES" ]; then
+  [ -e "$ROOTFS" ] && buildah rmi -f "$BASE" >/dev/null 2>&1 || true
+  say "debootstrap bookworm (minbase + ${PACKAGES//,/ }) into $ROOTFS"
   t=$SECONDS
   rm -rf "$ROOTFS.partial"
-  debootstrap --variant=minbase --include=python3,python3-pip,ca-certificates \
+  debootstrap --variant=minbase --include="$PACKAGES" \
     bookworm "$ROOTFS.partial" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
     || { tail -20 "$CACHE/debootstrap.log"; exit 1; }
   # What python:3.11-slim does not carry either: apt lists and .debs, docs, man pages,
@@ -87,7 +91,7 @@ if [ ! -e "$ROOTFS/.kiln-complete" ]; then
   rm -rf "$ROOTFS.partial"/var/cache/apt/archives/*.deb "$ROOTFS.partial"/var/lib/apt/lists/* \
     "$ROOTFS.partial"/usr/share/doc/* "$ROOTFS.partial"/usr/share/man/* "$ROOTFS.partial"/usr/share/locale/*
   rm -f "$ROOTFS.partial"/usr/lib/python3.*/EXTERNALLY-MANAGED
-  touch "$ROOTFS.partial/.kiln-complete"
+  echo "$PACKAGES" >"$ROOTFS.partial/.kiln-complete"
   rm -rf "$ROOTFS" && mv "$ROOTFS.partial" "$ROOTFS"
   took debootstrap "$t"
 else
