@@ -222,3 +222,25 @@ def test_pods_start_on_every_node(kube: Kube, namespace: str) -> None:
         done = wait_pod_done(kube.core, namespace, f"on-{node}", timeout=90)
         assert done.status.phase == "Succeeded" and done.spec.node_name == node
         assert done.status.pod_ip, done.status
+
+
+def test_an_image_that_does_not_exist_fails_to_pull_as_on_any_cluster(
+    kube: Kube, namespace: str
+) -> None:
+    missing = python_container("main", "pass", image="kiln/no-such-image:0.0.0")
+    kube.core.create_namespaced_pod(namespace, pod_manifest("unpullable", [missing]))
+
+    def pull_failure() -> str | None:
+        pod = kube.core.read_namespaced_pod("unpullable", namespace)
+        for status in pod.status.container_statuses or []:
+            waiting = status.state.waiting
+            if waiting and waiting.reason in ("ErrImagePull", "ImagePullBackOff"):
+                return f"{waiting.reason}: {waiting.message}"
+        return None
+
+    reason = wait_for(pull_failure, 90, "the pod to report ErrImagePull", interval=0.5)
+    assert "no-such-image" in reason, reason
+    events = kube.core.list_namespaced_event(
+        namespace, field_selector="involvedObject.name=unpullable"
+    ).items
+    assert any(e.reason == "Failed" and "pull" in (e.message or "").lower() for e in events)
