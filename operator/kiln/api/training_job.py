@@ -497,6 +497,13 @@ class TrainingJobStatus(KilnModel):
         description="Hash of the spec, triggers excluded, that the newest run trained with: "
         "editing only spec.triggers (schedule, suspend…) starts no run.",
     )
+    retrain_handled: str | None = Field(
+        default=None,
+        max_length=MAX_SHORT_TEXT,
+        description="The last kiln.dev/retrain value handled (a run started, or it was "
+        "skipped), recorded in the same status write as its effect so a crash never runs it "
+        "twice.",
+    )
     runs: list[RunRecord] = Field(
         default_factory=list,
         max_length=256,

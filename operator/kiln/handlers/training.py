@@ -30,7 +30,6 @@ from kiln.api.training_job import RunRecord, TrainingJob, TrainingJobStatus
 from kiln.api.validation import validation_message
 from kiln.api.wire import (
     INVALID_SPEC,
-    RETRAIN_HANDLED_ANNOTATION,
     RUN_LABEL,
     TRAINING_JOB_UID_LABEL,
 )
@@ -197,12 +196,10 @@ class TrainingController(Controller):
 
         self._active[key] = sum(1 for r in kept if r.phase in ACTIVE_PHASES)
         telemetry.ACTIVE_RUNS.set(sum(self._active.values()))
+        # The one write that records this pass: runs started or cancelled, and the triggers
+        # they consumed (retrain request, cron time, dataset digest) with them.
         if status != job.status and not await self.write_status(key, raw, status):
             return 0.0
-        if plan.retrain_handled is not None:
-            await self.patch_metadata(
-                key, {"annotations": {RETRAIN_HANDLED_ANNOTATION: plan.retrain_handled}}
-            )
         for reason, message in events:
             self.post_event(raw, reason, message, warning=tj.is_warning(reason))
         telemetry.QUEUE_DEPTH.set(len(self.queue))

@@ -20,8 +20,7 @@ def test_known_series_are_created_at_zero() -> None:
     text = generate_latest().decode()
     assert 'kiln_reconcile_errors_total{kind="ModelDeployment"} 0.0' in text
     assert (
-        f'kiln_training_runs_total{{reason="{BACKOFF_LIMIT_EXCEEDED}",result="Failed"}} 0.0'
-        in text
+        f'kiln_training_runs_total{{reason="{BACKOFF_LIMIT_EXCEEDED}",result="Failed"}} 0.0' in text
     )
     assert 'kiln_training_runs_total{reason="InvalidDataset",result="Failed"} 0.0' in text
     assert 'kiln_model_versions_registered_total{approval="Rejected"} 0.0' in text
