@@ -21,6 +21,8 @@ from typing import Any
 
 from kiln.k8s.client import Credentials, KubeClient
 
+# The namespace of the sweep's unkilled run: what a clean pass writes and posts.
+DRY_RUN = "dry-run"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -80,11 +82,13 @@ async def sweep(
     n)` asserts on the API state after the restarted controller has run
     `passes_after_restart` passes (n: the write the pass was killed after).
     """
-    await setup("dry-run")
+    await setup(DRY_RUN)
     dry = KillingClient(server)
-    await make(dry).reconcile(("dry-run", name))
+    clean = make(dry)
+    await clean.reconcile((DRY_RUN, name))
+    await clean.events.drain()
     await dry.close()
-    result = SweepResult(writes=[w.replace("/dry-run/", "/<ns>/") for w in dry.writes])
+    result = SweepResult(writes=[w.replace(f"/{DRY_RUN}/", "/<ns>/") for w in dry.writes])
     assert result.writes, "the pass under test makes no write: nothing to sweep"
     for n in range(1, len(result.writes) + 1):
         namespace = f"kill-{n}"
