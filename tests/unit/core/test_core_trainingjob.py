@@ -207,7 +207,10 @@ def test_a_retrain_skipped_under_forbid_is_recorded_as_handled() -> None:
 
 
 def test_an_invalid_cron_stalls() -> None:
-    plan = t.plan_triggers(job(triggers={"schedule": "61 * * * *"}), T0)
+    """The CRD refuses it now; a job admitted by an older CRD still gets a clear Stalled."""
+    admitted_earlier = job(triggers={"schedule": "* * * * *"})
+    admitted_earlier.spec.triggers.schedule = "61 * * * *"  # type: ignore[union-attr]
+    plan = t.plan_triggers(admitted_earlier, T0)
     assert plan.stalled is not None and "schedule" in plan.stalled
 
 
