@@ -146,6 +146,13 @@ class TrainingController(Controller):
             raise Stalled(INVALID_SPEC, plan.stalled, resync=None)
         events: list[tuple[str, str]] = list(plan.events)
 
+        if plan.start is not None:
+            # Before anything is cancelled for it: a new run that cannot get a pod must not
+            # cost the running one its pods (concurrencyPolicy Replace).
+            try:
+                training_pod(job, 1, 1, self.defaults)
+            except PodBuildError as e:
+                raise Stalled(INVALID_SPEC, str(e), resync=None) from e
         runs: dict[int, RunRecord] = {r.run: r for r in job.status.runs}
         cancelled = [runs[n] for n in plan.cancel if n in runs]
         for run in cancelled:
