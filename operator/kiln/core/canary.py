@@ -728,10 +728,11 @@ class _Machine:
         self.event("Warning", reason, why)
 
     # -- result --------------------------------------------------------------------------
-    def handled_annotations(self) -> list[str]:
-        """The one-shot annotations to remove: acted on now, or before a crash cut the pass
-        short of removing them. A handled entry whose annotation is gone is dropped, so the
-        same value (`kubectl annotate … promote=true`) may ask again later."""
+    def settle_commands(self) -> list[str]:
+        """Record the handled one-shot commands in the status; return the annotations to
+        remove: acted on now, or before a crash cut the pass short of removing them. A
+        handled entry whose annotation is gone is dropped, so the same value (`kubectl
+        annotate … promote=true`) may ask again later."""
         present = self.obs.commands.present
         handled = self.handled
         for key in [k for k in handled if k not in present and k not in self.consumed]:
@@ -761,7 +762,7 @@ class _Machine:
         ]
         if self.gateway:
             actions.append(SetRouteWeights(100 - st.canary_weight, st.canary_weight))
-        actions.extend(RemoveAnnotation(key) for key in self.handled_annotations())
+        actions.extend(RemoveAnnotation(key) for key in self.settle_commands())
         return Decision(
             actions=actions,
             status=st,
