@@ -15,6 +15,7 @@ and hands the result to the test's assertions.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ from kiln.k8s.client import Credentials, KubeClient
 
 # The namespace of the sweep's unkilled run: what a clean pass writes and posts.
 DRY_RUN = "dry-run"
+logger = logging.getLogger(__name__)
+
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -110,4 +113,6 @@ async def sweep(
         await check(namespace, n)
         result.outcomes.append(f"killed after write {n} ({result.writes[n - 1]}): converged")
     assert result.kills == len(result.writes), "a kill point was never reached"
+    # `pytest -m chaos --log-cli-level=INFO` shows, per path, what was swept.
+    logger.info("%d writes swept, %d kills: %s", len(result.writes), result.kills, result.writes)
     return result
