@@ -89,18 +89,18 @@ async def annotate(server: str, namespace: str, key: str, value: str) -> None:
     await client.close()
 
 
-async def new_deployment(server: str, namespace: str) -> None:
+async def new_deployment(server: str, namespace: str, replicas: int = 2) -> None:
     client = KillingClient(server)
     await client.create(
         MODEL_VERSIONS, namespace, ModelVersionBuilder("iris", 1, namespace).approved().obj()
     )
-    md = ModelDeploymentBuilder("iris", namespace).replicas(2).canary(25, 50).obj()
+    md = ModelDeploymentBuilder("iris", namespace).replicas(replicas).canary(25, 50).obj()
     await client.create(MODEL_DEPLOYMENTS, namespace, md)
     await client.close()
 
 
-async def serving_v1(server: str, namespace: str) -> None:
-    await new_deployment(server, namespace)
+async def serving_v1(server: str, namespace: str, replicas: int = 2) -> None:
+    await new_deployment(server, namespace, replicas)
     await clean_pass(server, namespace)
     client = KillingClient(server)
     await mark_ready(client, namespace, "iris-stable")
@@ -108,9 +108,9 @@ async def serving_v1(server: str, namespace: str) -> None:
     await clean_pass(server, namespace)
 
 
-async def canary_v2(server: str, namespace: str) -> None:
+async def canary_v2(server: str, namespace: str, replicas: int = 2) -> None:
     """v1 serves; v2 is Approved and its canary runs at step 0, ready."""
-    await serving_v1(server, namespace)
+    await serving_v1(server, namespace, replicas)
     client = KillingClient(server)
     await client.create(
         MODEL_VERSIONS, namespace, ModelVersionBuilder("iris", 2, namespace).approved().obj()
@@ -198,9 +198,12 @@ async def test_an_approved_version_starts_one_canary(server: str, kmock: Any) ->
 
 
 async def test_a_passing_analysis_advances_one_step(server: str, kmock: Any) -> None:
+    """Four replicas, so the step from 25 % to 50 % moves a pod from stable to canary."""
+
     async def check(namespace: str, n: int) -> None:
         world = await World(server, namespace).load()
         assert world.status["currentStep"] == 1, n
+        assert world.deployments == {"iris-stable": ("iris-v1", 2), "iris-canary": ("iris-v2", 2)}
         records = [(r["check"], r["step"]) for r in world.status["analysis"]]
         assert sorted(records) == [("error-rate", 0), ("latency-p99", 0)], n  # one analysis
         assert world.reasons(kmock, "Warning") == [], n
@@ -208,7 +211,8 @@ async def test_a_passing_analysis_advances_one_step(server: str, kmock: Any) -> 
     def later(client: KubeClient) -> DeploymentController:
         return controller(client, then(10))
 
-    await sweep(server, partial(canary_v2, server), later, "iris", check)
+    result = await sweep(server, partial(canary_v2, server, replicas=4), later, "iris", check)
+    assert len(result.writes) == 3  # both tracks' replicas, then the status
 
 
 async def test_a_failing_analysis_rolls_back_once(server: str, kmock: Any) -> None:
