@@ -45,7 +45,7 @@ unit: venv tools
 component: venv
 	$(PYTEST) -m component -q
 
-# Every write of the controllers' passes killed in turn, then a restart (kmock, ~1 min).
+# Every write of the controllers' passes killed in turn, then a restart (kmock, ~2 min).
 # `make test` runs them too: pytest over tests/ selects every marker.
 chaos: venv
 	$(PYTEST) -m chaos -q
