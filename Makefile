@@ -6,11 +6,12 @@ PY := $(VENV)/bin/python
 KILN := $(VENV)/bin/kiln
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: help venv system-deps tools deps lint crds crds-check unit component e2e test demo dev-up dev-down dev-status bench clean kind-up images
+.PHONY: help venv system-deps tools deps lint crds crds-check unit component chaos e2e test demo dev-up dev-down dev-status bench clean kind-up images
 
 help:
 	@echo "make demo    bring up the local cluster and run Kiln's story on it"
-	@echo "make test    lint + unit + component + e2e (brings the cluster up itself)"
+	@echo "make test    lint + unit + component + chaos + e2e (brings the cluster up itself)"
+	@echo "make chaos   controllers killed after every write of a pass, then restarted"
 	@echo "make dev-up | dev-down | dev-status    the local cluster alone"
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap-venv.sh
@@ -43,6 +44,11 @@ unit: venv tools
 
 component: venv
 	$(PYTEST) -m component -q
+
+# Every write of the controllers' passes killed in turn, then a restart (kmock, ~2 min).
+# `make test` runs them too: pytest over tests/ selects every marker.
+chaos: venv
+	$(PYTEST) -m chaos -q
 
 e2e: deps images
 	$(PYTEST) -m e2e -q

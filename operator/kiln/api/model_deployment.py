@@ -286,6 +286,14 @@ class AnalysisResult(KilnModel):
     time: datetime | None = Field(default=None, description="When it was evaluated.")
 
 
+class HandledCommand(KilnModel):
+    """A one-shot command annotation the operator has acted on (a list entry rather than a
+    map: a status merge patch replaces lists whole, so an entry can go)."""
+
+    annotation: str = Field(max_length=MAX_SHORT_TEXT, description="The annotation's key.")
+    value: str = Field(max_length=MAX_SHORT_TEXT, description="Its value when acted on.")
+
+
 class ModelDeploymentStatus(KilnModel):
     """Observed state of a ModelDeployment."""
 
@@ -357,6 +365,14 @@ class ModelDeploymentStatus(KilnModel):
         max_length=MAX_ANALYSIS_RESULTS,
         description="Recent analysis results with their values and thresholds, newest last.",
     )
+    handled_commands: list[HandledCommand] = Field(
+        default_factory=list,
+        max_length=8,
+        description="One-shot command annotations (kiln.dev/promote, abort, retry) already "
+        "acted on, with the value acted on: recorded in the same status write as the "
+        "command's effect, so a crash never loses or repeats one. An entry goes once its "
+        "annotation is removed.",
+    )
     conditions: Conditions
 
 
@@ -386,6 +402,7 @@ __all__ = [
     "GatewayParentReference",
     "GatewaySpec",
     "HTTPRouteSpec",
+    "HandledCommand",
     "LatencyCheck",
     "MetricCheck",
     "ModelDeployment",

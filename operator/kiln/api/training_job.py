@@ -35,11 +35,36 @@ from kiln.api.preprocessing import PreprocessingSpec
 DATASET_URI_RULE = r"^(s3|file|https)://.+"
 OUTPUT_URI_RULE = r"^(s3|file)://.+"
 DOTTED_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
-# Sanity check only (five fields of cron characters, or a macro); the operator parses the
-# schedule for real and reports a Stalled condition if that fails.
+
+
+def _cron_field(number: str, *, names: str = "", extra: str = "") -> str:
+    """One cron field: a comma list of `*`, N or N-M (names allowed), each with an optional
+    /step, plus the field's own extras (`?`, `L`, `N#k`)."""
+    value = f"({number}{'|' + names if names else ''})"
+    item = rf"(\*|{value}(-{value})?)(/[1-9][0-9]?)?"
+    if extra:
+        item = f"({item}|{extra})"
+    return f"{item}(,{item})*"
+
+
+_MONTHS = "(?i:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)"
+_DAYS = "(?i:SUN|MON|TUE|WED|THU|FRI|SAT)"
+# Five fields with every number in its range (minute 0-59, hour 0-23, day of month 1-31,
+# month 1-12 or JAN-DEC, day of week 0-7 or SUN-SAT), or a macro. RE2 and Python agree on
+# it, so the CRD and the model refuse the same schedules; what no regex sees (31 FEB) the
+# operator still reports as Stalled.
 CRON_RULE = (
-    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
-    r"|([0-9*/,?LW#A-Za-z-]+ +){4}[0-9*/,?LW#A-Za-z-]+)$"
+    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+    + " +".join(
+        [
+            _cron_field("[0-5]?[0-9]"),
+            _cron_field("[01]?[0-9]|2[0-3]"),
+            _cron_field("0?[1-9]|[12][0-9]|3[01]", extra=r"\?|L"),
+            _cron_field("0?[1-9]|1[0-2]", names=_MONTHS),
+            _cron_field("[0-7]", names=_DAYS, extra=r"\?|[0-7]#[1-5]"),
+        ]
+    )
+    + ")$"
 )
 
 TrainingPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
@@ -303,7 +328,8 @@ class Triggers(KilnModel):
         json_schema_extra=rules(
             rule(
                 matches(CRON_RULE),
-                "spec.triggers.schedule must be a cron expression with five fields or a "
+                "spec.triggers.schedule must be a cron expression with five fields in "
+                "range (minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-7) or a "
                 "macro such as @daily",
             )
         ),
@@ -329,7 +355,7 @@ class Triggers(KilnModel):
     @model_validator(mode="after")
     def _cron_shape(self) -> Triggers:
         if self.schedule is not None and not re.match(CRON_RULE, self.schedule):
-            raise ValueError("spec.triggers.schedule must be a cron expression")
+            raise ValueError("spec.triggers.schedule must be a cron expression in range")
         return self
 
 
@@ -513,6 +539,13 @@ class TrainingJobStatus(KilnModel):
         max_length=MAX_SHORT_TEXT,
         description="Hash of the spec, triggers excluded, that the newest run trained with: "
         "editing only spec.triggers (schedule, suspend…) starts no run.",
+    )
+    retrain_handled: str | None = Field(
+        default=None,
+        max_length=MAX_SHORT_TEXT,
+        description="The last kiln.dev/retrain value handled (a run started, or it was "
+        "skipped), recorded in the same status write as its effect so a crash never runs it "
+        "twice.",
     )
     runs: list[RunRecord] = Field(
         default_factory=list,

@@ -32,8 +32,9 @@ PART_OF = "kiln"
 # --- annotations ------------------------------------------------------------------------
 PARAMS_HASH_ANNOTATION = PREFIX + "params-hash"
 SHA256_ANNOTATION = PREFIX + "artifact-sha256"
-# TrainingJob: a new value asks for a run; the handled one is recorded next to it.
+# TrainingJob: a new value asks for a run; status.retrainHandled records the handled one.
 RETRAIN_ANNOTATION = PREFIX + "retrain"
+# Where earlier operators recorded it (a second write): still read, never written.
 RETRAIN_HANDLED_ANNOTATION = PREFIX + "retrain-handled"
 # ModelDeployment commands (`kiln pause|resume|promote|abort` set them).
 PAUSED_ANNOTATION = PREFIX + "paused"

@@ -5,8 +5,9 @@
   version is a template change and rolls out with `maxUnavailable: 0`.
 - `<name>`: one ClusterIP Service selecting the pods of both tracks, so the traffic split
   follows the replica ratio (kube-proxy balances across ready endpoints).
-- With `spec.gateway`: per-track Services `<name>-stable` / `<name>-canary` and a Gateway
-  API HTTPRoute whose backend weights are exact.
+- With `spec.gateway`: per-track Services `<name>-stable` / `<name>-canary` (shortened with
+  a hash when longer than 63 characters) and a Gateway API HTTPRoute whose backend weights
+  are exact.
 
 Server pods pass Pod Security `restricted`, are scraped by Prometheus through the
 `prometheus.io/*` annotations, are ready only when `/v2/health/ready` says the model is
@@ -19,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kiln.api.common import MAX_NAME_LENGTH
 from kiln.api.model_deployment import ModelDeployment
 from kiln.api.model_version import ModelVersion
 from kiln.api.wire import (
@@ -33,6 +35,7 @@ from kiln.api.wire import (
 )
 from kiln.core.canary import Track
 from kiln.core.registry import label_value
+from kiln.core.training import bounded_name
 from kiln.settings import DEFAULT_SERVER_IMAGE
 
 COMPONENT = "serving"
@@ -71,6 +74,18 @@ class ServingDefaults:
 
 def deployment_name(md_name: str, track: Track) -> str:
     return f"{md_name}-{track}"
+
+
+def track_service_name(md_name: str, track: Track) -> str:
+    """`<name>-<track>`, the Gateway API backend of one track.
+
+    A Service name is a DNS label (at most 63 characters) while a ModelDeployment may have
+    63 already; a longer one is shortened with a hash of the whole name, so it stays
+    deterministic and distinct. Not refused at admission instead: a name cannot change,
+    so a rule on it would make turning `spec.gateway` on impossible for an existing
+    ModelDeployment whose every other object fits.
+    """
+    return bounded_name(md_name, f"-{track}", limit=MAX_NAME_LENGTH)
 
 
 def route_name(md: ModelDeployment) -> str:
@@ -309,7 +324,7 @@ def service(md: ModelDeployment, track: Track | None = None) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": name if track is None else deployment_name(name, track),
+            "name": name if track is None else track_service_name(name, track),
             "namespace": _namespace(md),
             "labels": common_labels(md) | ({TRACK_LABEL: track} if track else {}),
             "ownerReferences": [owner_reference(md)],
@@ -337,12 +352,12 @@ def http_route(md: ModelDeployment, stable_weight: int, canary_weight: int) -> d
             {
                 "backendRefs": [
                     {
-                        "name": deployment_name(name, "stable"),
+                        "name": track_service_name(name, "stable"),
                         "port": SERVICE_PORT,
                         "weight": stable_weight,
                     },
                     {
-                        "name": deployment_name(name, "canary"),
+                        "name": track_service_name(name, "canary"),
                         "port": SERVICE_PORT,
                         "weight": canary_weight,
                     },

@@ -46,6 +46,7 @@ from kiln.api.model_deployment import (
     MAX_ANALYSIS_RESULTS,
     CanarySpec,
     DeploymentPhase,
+    HandledCommand,
     ModelDeployment,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
@@ -77,26 +78,47 @@ EventType = Literal["Normal", "Warning"]
 # -- inputs ------------------------------------------------------------------------------
 
 
+ONE_SHOT_ANNOTATIONS = (PROMOTE_ANNOTATION, ABORT_ANNOTATION, RETRY_ANNOTATION)
+
+
 @dataclass(frozen=True)
 class Commands:
-    """Manual control, from annotations (or the `kiln` CLI, which sets them)."""
+    """Manual control, from annotations (or the `kiln` CLI, which sets them).
+
+    `promote`, `abort` and `retry` are one-shot and true only while *pending*: present with
+    a value the status does not record as handled (`status.handledCommands`). Acting on one
+    records its value in the same status write as its effect; the annotation is removed
+    only after that write, so a crash on either side neither loses nor repeats it.
+    """
 
     paused: bool = False
     promote: bool = False
     abort: bool = False
     retry: bool = False
+    # The one-shot annotations present, pending or not, with their values.
+    present: Mapping[str, str] = field(default_factory=dict)
 
 
 _FALSE = frozenset({"", "false", "0", "no", "off"})
 
 
-def commands_from_annotations(annotations: Mapping[str, str]) -> Commands:
+def handled_commands(status: ModelDeploymentStatus) -> dict[str, str]:
+    """The one-shot annotations the status records as acted on, with their values."""
+    return {h.annotation: h.value for h in status.handled_commands}
+
+
+def commands_from_annotations(
+    annotations: Mapping[str, str], handled: Mapping[str, str] | None = None
+) -> Commands:
     paused = annotations.get(PAUSED_ANNOTATION)
+    present = {k: annotations[k] for k in ONE_SHOT_ANNOTATIONS if k in annotations}
+    pending = {k for k, v in present.items() if (handled or {}).get(k) != v}
     return Commands(
         paused=paused is not None and paused.strip().lower() not in _FALSE,
-        promote=PROMOTE_ANNOTATION in annotations,
-        abort=ABORT_ANNOTATION in annotations,
-        retry=RETRY_ANNOTATION in annotations,
+        promote=PROMOTE_ANNOTATION in pending,
+        abort=ABORT_ANNOTATION in pending,
+        retry=RETRY_ANNOTATION in pending,
+        present=present,
     )
 
 
@@ -297,11 +319,17 @@ class _Machine:
         self.now = now
         self.events: list[Event] = []
         self.consumed: list[str] = []
+        self.handled = handled_commands(status)
         self.requeue: float | None = None
         self.plan: an.AnalysisPlan | None = None
         self.condition: tuple[str, str, str] = ("ready", "Serving", "")
 
     # -- helpers -----------------------------------------------------------------------
+    def consume(self, key: str) -> None:
+        """Act on a one-shot command: its value is recorded in this pass's status write."""
+        self.consumed.append(key)
+        self.handled[key] = self.obs.commands.present.get(key, "")
+
     def event(self, type_: EventType, reason: str, message: str) -> None:
         self.events.append(Event(type_, reason, message))
 
@@ -327,7 +355,7 @@ class _Machine:
         previous_generation = st.observed_generation
         st.observed_generation = obs.generation
         if obs.commands.retry:
-            self.consumed.append(RETRY_ANNOTATION)
+            self.consume(RETRY_ANNOTATION)
             if st.failed_version is not None:
                 self.event("Normal", "Retry", f"retrying {st.failed_version} as asked")
             st.failed_version = None
@@ -353,7 +381,7 @@ class _Machine:
             (ABORT_ANNOTATION, obs.commands.abort),
         ):
             if present and key not in self.consumed:
-                self.consumed.append(key)
+                self.consume(key)
                 self.event("Normal", "CommandIgnored", f"{key}: no rollout in progress")
         return self.decision()
 
@@ -491,11 +519,11 @@ class _Machine:
             st.step_started_time = self.now
 
         if obs.commands.abort:
-            self.consumed.append(ABORT_ANNOTATION)
+            self.consume(ABORT_ANNOTATION)
             self.rollback("RolledBack", "Aborted", f"aborted by a person at step {st.current_step}")
             return
         if obs.commands.promote:
-            self.consumed.append(PROMOTE_ANNOTATION)
+            self.consume(PROMOTE_ANNOTATION)
             self.promote("ManualPromotion", f"promoted by a person at step {st.current_step}")
             return
         if obs.canary.failure_reason is not None and obs.canary.version == version:
@@ -700,6 +728,24 @@ class _Machine:
         self.event("Warning", reason, why)
 
     # -- result --------------------------------------------------------------------------
+    def settle_commands(self) -> list[str]:
+        """Record the handled one-shot commands in the status; return the annotations to
+        remove: acted on now, or before a crash cut the pass short of removing them. A
+        handled entry whose annotation is gone is dropped, so the same value (`kubectl
+        annotate … promote=true`) may ask again later."""
+        present = self.obs.commands.present
+        handled = self.handled
+        for key in [k for k in handled if k not in present and k not in self.consumed]:
+            del handled[key]
+        self.st.handled_commands = [
+            HandledCommand(annotation=k, value=v) for k, v in sorted(handled.items())
+        ]
+        return [
+            k
+            for k in ONE_SHOT_ANNOTATIONS
+            if k in self.consumed or (k in present and handled.get(k) == present[k])
+        ]
+
     def decision(self) -> Decision:
         st = self.st
         kind, reason, message = self.condition
@@ -716,7 +762,7 @@ class _Machine:
         ]
         if self.gateway:
             actions.append(SetRouteWeights(100 - st.canary_weight, st.canary_weight))
-        actions.extend(RemoveAnnotation(key) for key in self.consumed)
+        actions.extend(RemoveAnnotation(key) for key in self.settle_commands())
         return Decision(
             actions=actions,
             status=st,

@@ -57,7 +57,7 @@ class TriggerPlan:
     last_schedule_time: datetime | None = None
     dataset_digest: str | None = None
     observed_generation: int | None = None
-    # Set when a `kiln.dev/retrain` request was consumed: the value to record as handled.
+    # The `kiln.dev/retrain` value handled so far, this pass's included: status records it.
     retrain_handled: str | None = None
     # The training spec hash to record (see `training_spec_hash`).
     trained_spec_hash: str | None = None
@@ -116,8 +116,8 @@ def plan_triggers(
             digest = observed_digest
 
     retrain = annotations.get(RETRAIN_ANNOTATION)
-    retrain_handled = None
-    if retrain and retrain != annotations.get(RETRAIN_HANDLED_ANNOTATION):
+    retrain_handled = status.retrain_handled
+    if retrain and not retrain_was_handled(job):
         fired.append("manual")
         retrain_handled = retrain
 
@@ -161,6 +161,21 @@ def plan_triggers(
         retrain_handled=retrain_handled,
         next_check=next_check,
         events=events,
+    )
+
+
+def retrain_was_handled(job: TrainingJob) -> bool:
+    """Whether the job's `kiln.dev/retrain` value has been acted on already.
+
+    The status records it (`retrainHandled`), in the same write as the run it started or
+    the skip it caused, so no crash can separate the effect from its bookkeeping. The
+    `kiln.dev/retrain-handled` annotation is where earlier operators recorded it, in a second
+    write: honoured so that an upgrade does not run an old request again.
+    """
+    retrain = job.metadata.annotations.get(RETRAIN_ANNOTATION)
+    return retrain in (
+        job.status.retrain_handled,
+        job.metadata.annotations.get(RETRAIN_HANDLED_ANNOTATION),
     )
 
 
@@ -253,6 +268,7 @@ def summarize(
         dataset_digest=plan.dataset_digest if plan else previous.dataset_digest,
         last_schedule_time=plan.last_schedule_time if plan else previous.last_schedule_time,
         trained_spec_hash=plan.trained_spec_hash if plan else previous.trained_spec_hash,
+        retrain_handled=plan.retrain_handled if plan else previous.retrain_handled,
         runs=runs,
         conditions=conditions,
     )

@@ -6,8 +6,8 @@ Deployments and pods they own, and of ModelVersions (a newly Approved version po
 ModelDeployment following its model) only enqueue a key. One pass observes the world, asks
 the pure state machine (`kiln.core.canary.step`) what to do, runs the Prometheus queries
 it asks for, and applies the decision: Deployments and Service created or patched (owner
-references, idempotent), one-shot command annotations removed, status written, Events
-posted, metrics updated.
+references, idempotent), status written (with the one-shot commands it acted on), then
+those command annotations removed, Events posted, metrics updated.
 """
 
 from __future__ import annotations
@@ -149,7 +149,9 @@ class DeploymentController(Controller):
             target=target,
             stable=tracks["stable"],
             canary=tracks["canary"],
-            commands=canary.commands_from_annotations(md.metadata.annotations),
+            commands=canary.commands_from_annotations(
+                md.metadata.annotations, canary.handled_commands(md.status)
+            ),
         )
         decision = canary.step(md.spec, md.status, observations, now)
         if decision.analysis is not None:
@@ -159,11 +161,16 @@ class DeploymentController(Controller):
             decision = canary.step(md.spec, md.status, observations, now)
         by_name = {v.metadata.name: v for v in versions if v.metadata.name}
         try:
-            await self._apply(key, md, decision.actions, by_name)
+            await self._apply(md, decision.actions, by_name)
         except serving.ServingBuildError as e:
             raise Stalled(INVALID_SPEC, str(e), resync=None) from e
+        # The one write that consumes a one-shot command: its effect and its value, together.
         if decision.status != md.status and not await self.write_status(key, raw, decision.status):
             return 0.0
+        # Only then the annotations go: a crash before this leaves them recorded as handled.
+        removed = [a.key for a in decision.actions if isinstance(a, canary.RemoveAnnotation)]
+        if removed:
+            await self.patch_metadata(key, {"annotations": dict.fromkeys(removed)})
         for event in decision.events:
             self.post_event(raw, event.reason, event.message, warning=event.type == "Warning")
         rollouts.record_status(namespace, name, decision.status)
@@ -187,7 +194,6 @@ class DeploymentController(Controller):
 
     async def _apply(
         self,
-        key: Key,
         md: ModelDeployment,
         actions: list[canary.Action],
         versions: dict[str, ModelVersion],
@@ -206,8 +212,6 @@ class DeploymentController(Controller):
                 await self._ensure(
                     HTTP_ROUTES, serving.http_route(md, action.stable, action.canary)
                 )
-            elif isinstance(action, canary.RemoveAnnotation):
-                await self.patch_metadata(key, {"annotations": {action.key: None}})
 
     async def _apply_track(
         self,

@@ -30,7 +30,6 @@ from kiln.api.training_job import RunRecord, TrainingJob, TrainingJobStatus
 from kiln.api.validation import validation_message
 from kiln.api.wire import (
     INVALID_SPEC,
-    RETRAIN_HANDLED_ANNOTATION,
     RUN_LABEL,
     TRAINING_JOB_UID_LABEL,
 )
@@ -147,6 +146,13 @@ class TrainingController(Controller):
             raise Stalled(INVALID_SPEC, plan.stalled, resync=None)
         events: list[tuple[str, str]] = list(plan.events)
 
+        if plan.start is not None:
+            # Before anything is cancelled for it: a new run that cannot get a pod must not
+            # cost the running one its pods (concurrencyPolicy Replace).
+            try:
+                training_pod(job, 1, 1, self.defaults)
+            except PodBuildError as e:
+                raise Stalled(INVALID_SPEC, str(e), resync=None) from e
         runs: dict[int, RunRecord] = {r.run: r for r in job.status.runs}
         cancelled = [runs[n] for n in plan.cancel if n in runs]
         for run in cancelled:
@@ -197,12 +203,10 @@ class TrainingController(Controller):
 
         self._active[key] = sum(1 for r in kept if r.phase in ACTIVE_PHASES)
         telemetry.ACTIVE_RUNS.set(sum(self._active.values()))
+        # The one write that records this pass: runs started or cancelled, and the triggers
+        # they consumed (retrain request, cron time, dataset digest) with them.
         if status != job.status and not await self.write_status(key, raw, status):
             return 0.0
-        if plan.retrain_handled is not None:
-            await self.patch_metadata(
-                key, {"annotations": {RETRAIN_HANDLED_ANNOTATION: plan.retrain_handled}}
-            )
         for reason, message in events:
             self.post_event(raw, reason, message, warning=tj.is_warning(reason))
         telemetry.QUEUE_DEPTH.set(len(self.queue))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,12 @@ import pytest
 import yaml
 from pydantic import ValidationError
 from tests.support.crd_validation import validate
+from tests.support.invalid_objects import (
+    INVALID_MODEL_DEPLOYMENTS,
+    VALID_MD,
+    case_id,
+    with_value,
+)
 
 from kiln.api import crdgen
 from kiln.api.model_deployment import ModelDeployment
@@ -45,33 +50,6 @@ VALID_MV: dict[str, Any] = {
         "inputSchema": {"features": [{"name": "sepal_length"}], "classes": ["setosa", 1]},
     },
 }
-
-VALID_MD: dict[str, Any] = {
-    "apiVersion": "kiln.dev/v1alpha1",
-    "kind": "ModelDeployment",
-    "metadata": {"name": "iris"},
-    "spec": {
-        "model": "iris",
-        "followLatestApproved": True,
-        "canary": {
-            "steps": [10, 25, 50],
-            "checks": [{"name": "p95", "query": "histogram_quantile(0.95, x)", "max": 0.2}],
-        },
-    },
-}
-
-
-def _with(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    changed = copy.deepcopy(document)
-    node = changed
-    keys = path.split(".")
-    for key in keys[:-1]:
-        node = node[key]
-    if value is None:
-        node.pop(keys[-1], None)
-    else:
-        node[keys[-1]] = value
-    return changed
 
 
 def test_there_are_at_least_fifteen_invalid_trainingjobs() -> None:
@@ -128,36 +106,26 @@ def test_defaults_are_filled_like_the_apiserver_would() -> None:
 
 
 def test_modelversion_spec_is_immutable() -> None:
-    changed = _with(VALID_MV, "spec.metrics", {"accuracy": 0.99})
+    changed = with_value(VALID_MV, "spec.metrics", {"accuracy": 0.99})
     errors = validate(changed, CRDS["ModelVersion"], old=VALID_MV)
     assert any("spec is immutable" in e for e in errors), errors
     assert validate(VALID_MV, CRDS["ModelVersion"], old=VALID_MV) == []
 
 
 def test_modelversion_rejects_a_bad_digest_and_format() -> None:
-    bad_digest = _with(VALID_MV, "spec.artifact.sha256", "A" * 64)
+    bad_digest = with_value(VALID_MV, "spec.artifact.sha256", "A" * 64)
     assert any("spec.artifact.sha256" in e for e in validate(bad_digest, CRDS["ModelVersion"]))
-    bad_format = _with(VALID_MV, "spec.artifact.format", "onnx")
+    bad_format = with_value(VALID_MV, "spec.artifact.format", "onnx")
     assert any("spec.artifact.format" in e for e in validate(bad_format, CRDS["ModelVersion"]))
 
 
 @pytest.mark.parametrize(
     ("path", "value", "fragment"),
-    [
-        ("spec.modelVersion", "iris-v2", "exactly one of spec.modelVersion"),
-        ("spec.followLatestApproved", False, "exactly one of spec.modelVersion"),
-        ("spec.canary.steps", [10, 50, 50], "weights must be strictly increasing"),
-        ("spec.canary.steps", [50, 10], "weights must be strictly increasing"),
-        ("spec.canary.steps", [0, 10], "every weight must be between 1 and 100"),
-        ("spec.canary.steps", [10, 101], "every weight must be between 1 and 100"),
-        ("spec.canary.checks", [{"name": "x", "query": "q"}], "set min, max or both"),
-        ("spec.canary.checks", [{"name": "x", "query": "q", "min": 2, "max": 1}], "min must be"),
-        ("spec.replicas", 0, "spec.replicas"),
-        ("spec.canary.failureLimit", -1, "spec.canary.failureLimit"),
-    ],
+    INVALID_MODEL_DEPLOYMENTS,
+    ids=[case_id(c) for c in INVALID_MODEL_DEPLOYMENTS],
 )
 def test_invalid_modeldeployment_is_rejected(path: str, value: Any, fragment: str) -> None:
-    document = _with(VALID_MD, path, value)
+    document = with_value(VALID_MD, path, value)
     errors = validate(document, CRDS["ModelDeployment"])
     assert any(fragment in e for e in errors), errors
     with pytest.raises(ValidationError):
@@ -165,13 +133,13 @@ def test_invalid_modeldeployment_is_rejected(path: str, value: Any, fragment: st
 
 
 def test_modeldeployment_version_must_belong_to_the_model() -> None:
-    document = _with(
-        _with(VALID_MD, "spec.followLatestApproved", None), "spec.modelVersion", "wine-v1"
+    document = with_value(
+        with_value(VALID_MD, "spec.followLatestApproved", None), "spec.modelVersion", "wine-v1"
     )
     errors = validate(document, CRDS["ModelDeployment"])
     assert any("spec.modelVersion must be a version of spec.model" in e for e in errors)
-    pinned = _with(
-        _with(VALID_MD, "spec.followLatestApproved", None), "spec.modelVersion", "iris-v1"
+    pinned = with_value(
+        with_value(VALID_MD, "spec.followLatestApproved", None), "spec.modelVersion", "iris-v1"
     )
     assert validate(pinned, CRDS["ModelDeployment"]) == []
     assert ModelDeployment.model_validate(pinned).spec.model_version == "iris-v1"

@@ -178,6 +178,23 @@ def test_service_selects_both_tracks() -> None:
     assert track["spec"]["selector"]["kiln.dev/track"] == "canary"
 
 
+def test_a_63_character_name_gets_per_track_services_that_fit_and_the_route_names_them() -> None:
+    """The longest name the CRD admits: `<name>-canary` would be 70, over a DNS label."""
+    longest, other = "iris-" + "x" * 58, "iris-" + "x" * 57 + "y"
+    gateway = {"httpRoute": {"parentRefs": [{"name": "edge"}]}}
+    deployment = md(gateway=gateway)
+    deployment.metadata.name = longest
+    names = {
+        track: serving.service(deployment, track)["metadata"]["name"] for track in serving.TRACKS
+    }
+    assert all(len(n) <= 63 and n.endswith(f"-{t}") for t, n in names.items()), names
+    assert names["stable"] != serving.track_service_name(other, "stable")  # the hash tells apart
+    backends = serving.http_route(deployment, 90, 10)["spec"]["rules"][0]["backendRefs"]
+    assert [b["name"] for b in backends] == [names["stable"], names["canary"]]
+    # Short names are left as they are.
+    assert serving.track_service_name("iris", "canary") == "iris-canary"
+
+
 def test_http_route_weights() -> None:
     gateway = {
         "httpRoute": {

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kiln.api.model_deployment import ModelDeploymentSpec, ModelDeploymentStatus
+from kiln.api.model_deployment import HandledCommand, ModelDeploymentSpec, ModelDeploymentStatus
 from kiln.core import canary
 from kiln.core.analysis import REQUESTS_KEY, QueryResult
 from kiln.core.canary import (
@@ -191,9 +191,15 @@ def test_achievable_weights(total: int, weights: list[int]) -> None:
         ({}, Commands()),
         ({"kiln.dev/paused": "true"}, Commands(paused=True)),
         ({"kiln.dev/paused": "false"}, Commands()),
-        ({"kiln.dev/promote": "2026-01-01T00:00:00Z"}, Commands(promote=True)),
-        ({"kiln.dev/abort": ""}, Commands(abort=True)),
-        ({"kiln.dev/retry": "x", "other": "y"}, Commands(retry=True)),
+        (
+            {"kiln.dev/promote": "2026-01-01T00:00:00Z"},
+            Commands(promote=True, present={"kiln.dev/promote": "2026-01-01T00:00:00Z"}),
+        ),
+        ({"kiln.dev/abort": ""}, Commands(abort=True, present={"kiln.dev/abort": ""})),
+        (
+            {"kiln.dev/retry": "x", "other": "y"},
+            Commands(retry=True, present={"kiln.dev/retry": "x"}),
+        ),
     ],
 )
 def test_commands_from_annotations(annotations: dict[str, str], expected: Commands) -> None:
@@ -567,6 +573,32 @@ def test_commands_without_a_rollout_are_consumed_and_ignored() -> None:
     assert RemoveAnnotation(canary.ABORT_ANNOTATION) in d.actions
     assert reasons(d).count("CommandIgnored") == 2
     assert d.status.phase == "Promoted"
+
+
+def test_a_command_is_handled_in_the_status_that_carries_its_effect() -> None:
+    """Promote's value goes into the same status as the promotion; read back, the same
+    annotation is no longer pending (a crash before its removal does not promote again)."""
+    value = {canary.PROMOTE_ANNOTATION: "t1"}
+    r = Rollout(spec(), serving_v1())
+    r.tick()
+    d = r.tick(1, commands=canary.commands_from_annotations(value))
+    assert (d.status.phase, canary.handled_commands(d.status)) == ("Promoted", value)
+    assert RemoveAnnotation(canary.PROMOTE_ANNOTATION) in d.actions
+    again = canary.commands_from_annotations(value, canary.handled_commands(d.status))
+    assert not again.promote
+    after_crash = canary.step(spec(), d.status, obs("iris-v2", commands=again), T0)
+    assert "CommandIgnored" not in reasons(after_crash)  # nothing to say: it was done
+    assert RemoveAnnotation(canary.PROMOTE_ANNOTATION) in after_crash.actions  # cleanup only
+    assert canary.handled_commands(after_crash.status) == value
+
+
+def test_a_handled_command_is_forgotten_once_its_annotation_is_gone() -> None:
+    """So `kubectl annotate … kiln.dev/abort=true` works again for the next rollout."""
+    handled = [HandledCommand(annotation=canary.ABORT_ANNOTATION, value="true")]
+    status = serving_v1().model_copy(update={"handled_commands": handled})
+    d = canary.step(spec(), status, obs("iris-v1"), T0)
+    assert d.status.handled_commands == []
+    assert not any(isinstance(a, RemoveAnnotation) for a in d.actions)
 
 
 def test_retry_restarts_a_rolled_back_version() -> None:

@@ -179,12 +179,38 @@ def test_the_retrain_annotation_starts_one_run_per_value() -> None:
     asked = job(base, annotations={t.RETRAIN_ANNOTATION: "x"})
     plan = t.plan_triggers(asked, T0)
     assert (plan.start, plan.retrain_handled) == ("manual", "x")
+    # Handled is read from the status, which records it in the same write as the new run.
+    started = t.summarize(asked, [RunRecord.model_validate(run(2, "Pending"))], T0, plan=plan)
+    assert started.retrain_handled == "x"
+    handled = job(started.to_wire(), annotations={t.RETRAIN_ANNOTATION: "x"})
+    assert t.plan_triggers(handled, T0).start is None
+    assert t.plan_triggers(handled, T0).retrain_handled == "x"  # and stays recorded
+    over = started.to_wire() | {"runs": [run(1, "Succeeded"), run(2, "Succeeded")]}
+    again = job(over, annotations={t.RETRAIN_ANNOTATION: "y"})
+    assert t.plan_triggers(again, T0).start == "manual"
+
+
+def test_a_retrain_value_handled_by_an_earlier_operator_does_not_run_again() -> None:
+    """Before the status recorded it, a second write put it in `kiln.dev/retrain-handled`."""
+    base = {"run": 1, "observedGeneration": 1, "runs": [run(1, "Succeeded")]}
     handled = job(base, annotations={t.RETRAIN_ANNOTATION: "x", t.RETRAIN_HANDLED_ANNOTATION: "x"})
     assert t.plan_triggers(handled, T0).start is None
 
 
+def test_a_retrain_skipped_under_forbid_is_recorded_as_handled() -> None:
+    """Skipped once with a RunSkipped Event, never again when the run is over."""
+    base = {"run": 1, "observedGeneration": 1, "runs": [run(1, "Running")]}
+    asked = job(base, annotations={t.RETRAIN_ANNOTATION: "x"})
+    plan = t.plan_triggers(asked, T0)
+    assert plan.start is None and plan.retrain_handled == "x"
+    assert [reason for reason, _ in plan.events] == [t.SKIPPED]
+
+
 def test_an_invalid_cron_stalls() -> None:
-    plan = t.plan_triggers(job(triggers={"schedule": "61 * * * *"}), T0)
+    """The CRD refuses it now; a job admitted by an older CRD still gets a clear Stalled."""
+    admitted_earlier = job(triggers={"schedule": "* * * * *"})
+    admitted_earlier.spec.triggers.schedule = "61 * * * *"  # type: ignore[union-attr]
+    plan = t.plan_triggers(admitted_earlier, T0)
     assert plan.stalled is not None and "schedule" in plan.stalled
 
 
