@@ -64,6 +64,10 @@ def prometheus_config(pki_dir: Path, apiserver_url: str) -> str:
         "scrape_configs": [
             {
                 "job_name": "kubernetes-pods",
+                # As the community chart's pod job: a target's own labels win, so the
+                # operator's series keep the namespace of the object they describe (not
+                # the operator pod's, renamed exported_namespace).
+                "honor_labels": True,
                 "kubernetes_sd_configs": [k8s_sd],
                 "relabel_configs": relabel,
             },

@@ -48,3 +48,10 @@ def test_coredns_serves_the_cluster_domain_and_forwards_nothing() -> None:
     assert "kubernetes cluster.local" in text
     assert "kubeconfig /k/coredns.kubeconfig" in text
     assert "forward" not in text  # names outside the cluster are refused, never sent out
+
+
+def test_a_pods_own_namespace_label_wins_over_the_targets() -> None:
+    # The operator's series describe objects in other namespaces; dashboards filter on it.
+    doc = yaml.safe_load(services.prometheus_config(Path("/pki"), "https://127.0.0.1:6443"))
+    job = next(j for j in doc["scrape_configs"] if j["job_name"] == "kubernetes-pods")
+    assert job["honor_labels"] is True

@@ -161,6 +161,9 @@ def test_podmonitors_select_the_operator_and_servers() -> None:
         p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
     }
     assert monitors["kiln-operator"]["spec"]["podMetricsEndpoints"][0]["port"] in port_names
+    # The operator's series keep the namespace of the object they describe (dashboards
+    # filter on it), rather than the operator pod's.
+    assert monitors["kiln-operator"]["spec"]["podMetricsEndpoints"][0]["honorLabels"] is True
     # The server PodMonitor selects what the serving builder puts on the pods.
     servers = next(m for m in monitors.values() if m["metadata"]["name"] != "kiln-operator")
     (expression,) = servers["spec"]["selector"]["matchExpressions"]
