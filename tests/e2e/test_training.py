@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -396,6 +398,62 @@ def test_a_run_started_before_an_apiserver_restart_completes_and_a_retrain_follo
     print(f"apiserver back -> iris-v2 Approved in {time.monotonic() - back:.1f} s")
     assert sorted(p.metadata.name for p in training_pods(kube, ns)) == ["iris-1-1", "iris-2-1"]
     assert sorted(v["metadata"]["name"] for v in versions(kube, ns)) == ["iris-v1", "iris-v2"]
+
+
+def test_random_operator_kills_during_runs_and_retrains_apply_each_request_once(
+    kube: Kube, ns: str, datasets: dict[str, str], operator: OperatorProcess
+) -> None:
+    """Three TrainingJobs, each retrained twice, while the operator is SIGKILLed at random
+    moments (seeded, printed): afterwards every job has exactly runs 1..3, one pod per run
+    and one Approved ModelVersion per run, and no request was skipped or run twice."""
+    seed = secrets.randbelow(10_000)
+    rng = random.Random(seed)
+    jobs = ["kill-a", "kill-b", "kill-c"]
+    stop = threading.Event()
+    kills: list[float] = []
+
+    def killer() -> None:
+        while not stop.wait(rng.uniform(0.5, 3.0)):
+            operator.kill()
+            kills.append(time.monotonic())
+            time.sleep(rng.uniform(0.1, 1.0))
+            operator.start()
+
+    for name in jobs:
+        create(kube, ns, training_job(name, datasets["iris.csv"], model=name))
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        for n in (1, 2, 3):
+            for name in jobs:
+                wait_approved(kube, ns, f"{name}-v{n}", timeout=240)
+            if n < 3:
+                for name in jobs:
+                    custom(kube).patch_namespaced_custom_object(
+                        GROUP, VERSION, ns, "trainingjobs", name,
+                        {"metadata": {"annotations": {"kiln.dev/retrain": f"chaos-{n}"}}},
+                    )  # fmt: skip
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        if operator.process is None or operator.process.poll() is not None:
+            operator.start()
+    last_kill = kills[-1] if kills else time.monotonic()
+    for name in jobs:
+        wait_phase(kube, ns, name, "Succeeded", 120)
+    settled = time.monotonic() - last_kill
+    time.sleep(3)  # give a duplicate every chance to appear
+    pods = sorted(p.metadata.name for p in training_pods(kube, ns))
+    assert pods == sorted(f"{j}-{n}-1" for j in jobs for n in (1, 2, 3)), (seed, pods)
+    names = sorted(v["metadata"]["name"] for v in versions(kube, ns))
+    assert names == sorted(f"{j}-v{n}" for j in jobs for n in (1, 2, 3)), (seed, names)
+    for name in jobs:
+        job = get(kube, ns, "trainingjobs", name) or {}
+        runs = [r["run"] for r in (job.get("status") or {}).get("runs") or []]
+        assert runs == sorted(set(runs)) and max(runs) == 3, (seed, name, runs)
+        assert "RunSkipped" not in events(kube, ns, name), (seed, name)
+    print(f"seed {seed}: {len(kills)} SIGKILLs, settled {settled:.1f} s after the last")
+    assert kills, "the operator was never killed"
 
 
 # --- validation at apply time --------------------------------------------------------------
