@@ -1,6 +1,6 @@
 """Certificates, keys and kubeconfigs for one local cluster.
 
-One CA signs everything: serving certs (apiserver, node agent) and one client cert per
+One CA signs everything: serving certs (apiserver, each kubelet) and one client cert per
 component, whose CN/O are the identities RBAC and the Node authorizer see. ECDSA P-256
 keys keep generation fast (the whole set takes well under a second).
 """

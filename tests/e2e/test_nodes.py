@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 from tests.e2e.conftest import Kube
+from tests.e2e.test_cluster import HELLO_SERVER
 from tests.support.k8s import (
     pod_manifest,
     python_container,
@@ -26,27 +27,11 @@ from tests.support.k8s import (
 
 pytestmark = pytest.mark.e2e
 
-SERVE_NAME = textwrap.dedent(
-    """
-    import http.server, os
-    class H(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = os.environ["POD_NAME"].encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        def log_message(self, *a):
-            pass
-    http.server.ThreadingHTTPServer(("", 8080), H).serve_forever()
-    """
-)
-
 
 def _running_pod(kube: Kube, namespace: str, name: str, **spec: object) -> client.V1Pod:
     container = python_container(
         "main",
-        SERVE_NAME,
+        HELLO_SERVER,
         ports=[8080],
         env=[{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         readinessProbe={"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
