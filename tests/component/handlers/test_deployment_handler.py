@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from tests.support.builders import ModelDeploymentBuilder, ModelVersionBuilder
+from tests.support.kmock_api import kube_client
 from tests.support.matchers import has_condition, posted_events
 
 from kiln.core.analysis import REQUESTS_KEY, QueryResult
@@ -22,8 +23,6 @@ from kiln.k8s.client import (
     MODEL_DEPLOYMENTS,
     MODEL_VERSIONS,
     SERVICES,
-    Credentials,
-    KubeClient,
 )
 from kiln.settings import OperatorSettings
 
@@ -65,11 +64,7 @@ MODEL_DEPLOYMENT = ModelDeploymentBuilder("iris", NS).uid("md-uid").replicas(2).
 
 @pytest.fixture
 async def world(kmock: Any) -> AsyncIterator[tuple[DeploymentController, Any]]:
-    kmock.resources["kiln.dev/v1alpha1/modeldeployments"] = {}
-    kmock.resources["kiln.dev/v1alpha1/modelversions"] = {}
-    for resource in ("v1/pods", "v1/services", "v1/events", "apps/v1/deployments"):
-        kmock.resources[resource] = {}
-    client = KubeClient(Credentials(server=str(kmock.url).rstrip("/"), ssl_context=False))
+    client = kube_client(kmock)
     controller = DeploymentController(
         client,
         OperatorSettings(server_image="kiln/server:test", workers=1),

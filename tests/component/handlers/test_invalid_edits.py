@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from tests.support.builders import ModelDeploymentBuilder, ModelVersionBuilder, TrainingJobBuilder
+from tests.support.kmock_api import kube_client
 from tests.support.matchers import has_condition
 
 from kiln.handlers.deployment import DeploymentController
@@ -23,7 +24,6 @@ from kiln.k8s.client import (
     PODS,
     SERVICES,
     TRAINING_JOBS,
-    Credentials,
     KubeClient,
 )
 from kiln.settings import OperatorSettings
@@ -36,18 +36,7 @@ NS = "ml"
 
 @pytest.fixture
 async def client(kmock: Any) -> Any:
-    for resource in (
-        "kiln.dev/v1alpha1/trainingjobs",
-        "kiln.dev/v1alpha1/modelversions",
-        "kiln.dev/v1alpha1/modeldeployments",
-        "v1/pods",
-        "v1/services",
-        "v1/events",
-        "apps/v1/deployments",
-        "policy/v1/poddisruptionbudgets",
-    ):
-        kmock.resources[resource] = {}
-    kube = KubeClient(Credentials(server=str(kmock.url).rstrip("/"), ssl_context=False))
+    kube = kube_client(kmock)
     yield kube
     await kube.close()
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from tests.support.builders import ModelDeploymentBuilder, ModelVersionBuilder, TrainingJobBuilder
+from tests.support.kmock_api import kube_client
 from tests.support.matchers import condition, events_matching, has_condition, posted_events
 
 from kiln.core.failures import STALLED_RESYNC_SECONDS
@@ -22,7 +23,6 @@ from kiln.k8s.client import (
     MODEL_DEPLOYMENTS,
     MODEL_VERSIONS,
     TRAINING_JOBS,
-    Credentials,
     KubeClient,
 )
 from kiln.settings import OperatorSettings
@@ -59,17 +59,7 @@ def unstore(kmock: Any, resource: str, namespace: str, name: str) -> None:
 
 @pytest.fixture
 async def client(kmock: Any) -> AsyncIterator[KubeClient]:
-    for resource in (
-        "kiln.dev/v1alpha1/modeldeployments",
-        "kiln.dev/v1alpha1/modelversions",
-        "kiln.dev/v1alpha1/trainingjobs",
-        "v1/pods",
-        "v1/services",
-        "v1/events",
-        "apps/v1/deployments",
-    ):
-        kmock.resources[resource] = {}
-    kube = KubeClient(Credentials(server=str(kmock.url).rstrip("/"), ssl_context=False))
+    kube = kube_client(kmock)
     await kube.create(MODEL_VERSIONS, NS, ModelVersionBuilder("iris", 1, NS).approved().obj())
     yield kube
     await kube.close()

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 from tests.support.builders import TrainingJobBuilder
+from tests.support.kmock_api import kube_client
 
 from kiln.handlers.training import TrainingController
 from kiln.k8s.client import (
     MODEL_VERSIONS,
     PODS,
     TRAINING_JOBS,
-    Credentials,
     KubeClient,
 )
 from kiln.settings import OperatorSettings
@@ -27,14 +27,7 @@ SHA = "a" * 64
 
 @pytest.fixture
 async def client(kmock: Any) -> Any:
-    for resource in (
-        "kiln.dev/v1alpha1/trainingjobs",
-        "kiln.dev/v1alpha1/modelversions",
-        "v1/pods",
-        "v1/events",
-    ):
-        kmock.resources[resource] = {}
-    kube = KubeClient(Credentials(server=str(kmock.url).rstrip("/"), ssl_context=False))
+    kube = kube_client(kmock)
     yield kube
     await kube.close()
 
