@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from kubernetes import client
 from tests.e2e.conftest import Kube
 from tests.e2e.test_canary import operator
+from tests.e2e.test_training import custom, get
 from tests.support.k8s import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -47,22 +47,6 @@ COLUMNS = (
 )
 
 __all__ = ["operator"]  # the fixture, shared with test_canary
-
-
-def custom(kube: Kube) -> Any:
-    return client.CustomObjectsApi(kube.api)
-
-
-def get(kube: Kube, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
-    try:
-        found: dict[str, Any] = custom(kube).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, name
-        )
-        return found
-    except client.ApiException as e:
-        if e.status == 404:
-            return None
-        raise
 
 
 def s3_client(kube: Kube) -> Any:
