@@ -109,6 +109,16 @@ class InputSchema(KilnModel):
     )
 
 
+class BaselineReference(KilnModel):
+    """The training profile (`baseline.json`, kiln.contract.monitoring.Baseline) that drift
+    is measured against, verified by digest wherever it is read, like the artifact."""
+
+    uri: str = Field(
+        min_length=1, max_length=MAX_URI_LENGTH, description="Where the baseline is (s3://…)."
+    )
+    sha256: Sha256 = Field(description="SHA-256 of the baseline file.")
+
+
 class TrainingData(KilnModel):
     """The exact data the model was trained on."""
 
@@ -164,6 +174,11 @@ class ModelVersionSpec(KilnModel):
         default_factory=InputSchema, description="Inputs the model expects."
     )
     training_data: TrainingData | None = Field(default=None, description="Training data.")
+    baseline: BaselineReference | None = Field(
+        default=None,
+        description="Profile of the training data and held-out predictions that serving "
+        "drift is measured against (absent for versions trained before monitoring).",
+    )
     source: ModelVersionSource | None = Field(
         default=None, description="The TrainingJob (namespace/name/uid/run) that produced it."
     )

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 
 from kiln.api.common import KilnModel
-from kiln.api.model_version import Artifact, FairnessReport, InputSchema
+from kiln.api.model_version import Artifact, BaselineReference, FairnessReport, InputSchema
 
 
 class Reason(Enum):
@@ -48,6 +48,7 @@ class TrainerSuccess(KilnModel):
 
     ok: Literal[True]
     artifact: Artifact
+    baseline: BaselineReference | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     dataset: DatasetDigest
     versions: dict[str, str] = Field(default_factory=dict)

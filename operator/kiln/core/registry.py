@@ -112,6 +112,7 @@ def model_version_manifest(
         fairness=result.fairness,
         input_schema=result.input_schema,
         training_data=TrainingData(uri=result.dataset.uri, sha256=result.dataset.sha256),
+        baseline=result.baseline,
         source=ModelVersionSource(
             namespace=lineage.namespace,
             name=lineage.training_job,
