@@ -20,6 +20,7 @@ from kiln.api.common import (
     ResourceRequirements,
 )
 from kiln.api.fields import ContainerImage, ModelName, ModelVersionName
+from kiln.api.monitoring import DriftCheck, MonitoringSpec, MonitoringStatus
 from kiln.api.training_job import S3CredentialsReference
 
 DeploymentPhase = Literal["Progressing", "Promoted", "RolledBack", "Paused", "Failed"]
@@ -98,6 +99,10 @@ class BuiltinChecks(KilnModel):
 
     error_rate: ErrorRateCheck = Field(default_factory=ErrorRateCheck, description="5xx ratio.")
     latency: LatencyCheck = Field(default_factory=LatencyCheck, description="Latency quantile.")
+    drift: DriftCheck = Field(
+        default_factory=DriftCheck,
+        description="Canary predictions vs stable's, canary inputs vs its baseline (PSI).",
+    )
 
 
 class CanarySpec(KilnModel):
@@ -259,6 +264,10 @@ class ModelDeploymentSpec(KilnModel):
     artifact_store: ArtifactStoreAccess | None = Field(
         default=None, description="S3 endpoint and credentials the server pods use."
     )
+    monitoring: MonitoringSpec | None = Field(
+        default=None,
+        description="Drift against the training baseline, data capture and live quality.",
+    )
 
     @model_validator(mode="after")
     def _one_selector(self) -> ModelDeploymentSpec:
@@ -372,6 +381,9 @@ class ModelDeploymentStatus(KilnModel):
         "acted on, with the value acted on: recorded in the same status write as the "
         "command's effect, so a crash never loses or repeats one. An entry goes once its "
         "annotation is removed.",
+    )
+    monitoring: MonitoringStatus | None = Field(
+        default=None, description="Drift, live quality and capture of the served version."
     )
     conditions: Conditions
 
