@@ -51,6 +51,17 @@ class QueryResult:
 
 
 @dataclass(frozen=True)
+class VectorResult:
+    """What one instant query by a label gave: label value -> number, or why not.
+
+    `no_data` when Prometheus answered with no series; NaN samples are left out."""
+
+    status: QueryStatus
+    values: Mapping[str, float] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class CheckPlan:
     name: str
     canary_key: str

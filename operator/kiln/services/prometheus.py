@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from kiln.core.analysis import QueryResult, QueryStatus
+from kiln.core.analysis import QueryResult, QueryStatus, VectorResult
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 
@@ -52,6 +52,20 @@ class PrometheusClient:
 
     async def query(self, promql: str) -> QueryResult:
         """One instant query (`/api/v1/query`) reduced to a single number."""
+        answer = await self._post(promql)
+        if isinstance(answer, str):
+            return QueryResult("unreachable", None, answer)
+        return parse_response(*answer)
+
+    async def query_vector(self, promql: str, by: str) -> VectorResult:
+        """One instant query whose series are told apart by the label `by`."""
+        answer = await self._post(promql)
+        if isinstance(answer, str):
+            return VectorResult("unreachable", {}, answer)
+        return parse_vector_response(*answer, by=by)
+
+    async def _post(self, promql: str) -> tuple[int, str] | str:
+        """(HTTP status, body), or why Prometheus could not be reached."""
         url = f"{self.base_url}/api/v1/query"
         try:
             async with self._client().post(
@@ -59,13 +73,11 @@ class PrometheusClient:
                 data={"query": promql},
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as response:
-                text = await response.text()
-                status = response.status
+                return response.status, await response.text()
         except TimeoutError:
-            return QueryResult("unreachable", None, f"timed out after {self.timeout:g} s ({url})")
+            return f"timed out after {self.timeout:g} s ({url})"
         except aiohttp.ClientError as exc:
-            return QueryResult("unreachable", None, f"{type(exc).__name__}: {exc} ({url})")
-        return parse_response(status, text)
+            return f"{type(exc).__name__}: {exc} ({url})"
 
     async def query_many(self, queries: Mapping[str, str]) -> dict[str, QueryResult]:
         keys = list(queries)
@@ -73,8 +85,8 @@ class PrometheusClient:
         return dict(zip(keys, answers, strict=True))
 
 
-def parse_response(status: int, text: str) -> QueryResult:
-    """Turn an HTTP answer of `/api/v1/query` into a QueryResult (pure, for tests)."""
+def _success_data(status: int, text: str) -> dict[str, Any] | QueryResult:
+    """The `data` of a successful answer, or the failure as a QueryResult."""
     import json
 
     try:
@@ -89,6 +101,34 @@ def parse_response(status: int, text: str) -> QueryResult:
         error = f"{body.get('errorType', 'error')}: {body.get('error', text[:200])}"
         return QueryResult(failed, None, f"HTTP {status}: {error}")
     data = body.get("data") or {}
+    return data if isinstance(data, dict) else {}
+
+
+def parse_vector_response(status: int, text: str, by: str) -> VectorResult:
+    """Turn an HTTP answer of `/api/v1/query` into label value -> number (pure)."""
+    data = _success_data(status, text)
+    if isinstance(data, QueryResult):
+        return VectorResult(data.status, {}, data.message)
+    if data.get("resultType") != "vector":
+        return VectorResult("error", {}, f"result type {data.get('resultType')!r} is not a vector")
+    values: dict[str, float] = {}
+    for series in data.get("result") or []:
+        label = (series.get("metric") or {}).get(by)
+        number = _number(series.get("value"))
+        if label is None:
+            return VectorResult("error", {}, f"a series without the label {by!r}")
+        if number.value is not None:
+            values[str(label)] = values.get(str(label), 0.0) + number.value
+    if not values:
+        return VectorResult("no_data", {}, "empty result (no matching series)")
+    return VectorResult("ok", values)
+
+
+def parse_response(status: int, text: str) -> QueryResult:
+    """Turn an HTTP answer of `/api/v1/query` into a QueryResult (pure, for tests)."""
+    data = _success_data(status, text)
+    if isinstance(data, QueryResult):
+        return data
     result_type = data.get("resultType")
     result = data.get("result")
     if result_type == "scalar":

@@ -47,3 +47,35 @@ def test_parse_response(status: int, text: str, kind: str, value: float | None) 
     assert result.value == value
     if kind != "ok":
         assert result.message
+
+
+def _vector(*series: tuple[dict[str, str], str]) -> str:
+    import json
+
+    result = [{"metric": m, "value": [0, v]} for m, v in series]
+    return json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}})
+
+
+def test_a_vector_answer_is_read_by_its_label() -> None:
+    from kiln.services.prometheus import parse_vector_response
+
+    text = _vector(({"bin": "0"}, "3"), ({"bin": "1"}, "NaN"), ({"bin": "__other__"}, "2.5"))
+    answer = parse_vector_response(200, text, by="bin")
+    assert answer.status == "ok"
+    assert dict(answer.values) == {"0": 3.0, "__other__": 2.5}
+
+
+def test_an_empty_vector_is_no_data_and_a_failure_keeps_its_status() -> None:
+    from kiln.services.prometheus import parse_vector_response
+
+    assert parse_vector_response(200, _vector(), by="bin").status == "no_data"
+    assert parse_vector_response(503, "down", by="bin").status == "unreachable"
+    bad = '{"status":"error","errorType":"bad_data","error":"parse error"}'
+    assert parse_vector_response(400, bad, by="bin").status == "error"
+
+
+def test_a_series_without_the_label_is_an_error() -> None:
+    from kiln.services.prometheus import parse_vector_response
+
+    answer = parse_vector_response(200, _vector(({"other": "x"}, "1")), by="bin")
+    assert answer.status == "error" and "bin" in answer.message
