@@ -130,10 +130,9 @@ def category_bin(labels: list[str], value: Any) -> str | None:
 #
 # One JSON object per line, one line per predicted row. A request's rows share its id and
 # are told apart by `row`. The object key:
-#   <destination>/<namespace>/<deployment>/predictions/<YYYY>/<MM>/<DD>/<HH>/<pod>-<first time>-<seq>.jsonl
-#   <destination>/<namespace>/<deployment>/feedback/<YYYY>/<MM>/<DD>/<HH>/<pod>-<first time>-<seq>.jsonl
-# (hour of the first record in the object, UTC), so a window is read by listing the hour
-# prefixes it covers.
+#   <destination>/<namespace>/<deployment>/<kind>/YYYY/MM/DD/HH/<pod>-<first time>-<seq>.jsonl
+# with <kind> predictions or feedback and the hour of the object's first record (UTC), so
+# a window is read by listing the hour prefixes it covers.
 
 RecordKind = Literal["predictions", "feedback"]
 
