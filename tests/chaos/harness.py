@@ -77,13 +77,15 @@ async def sweep(
     check: Callable[[str, int], Awaitable[None]],
     *,
     passes_after_restart: int = 4,
+    while_down: Callable[[str], Awaitable[None]] | None = None,
 ) -> SweepResult:
     """Kill the pass after each of its writes in turn; restart; let `check` judge.
 
     Every run gets a namespace of its own, so each starts from the same state:
     `setup(namespace)` creates it; `make` builds a controller on a client; `check(namespace,
     n)` asserts on the API state after the restarted controller has run
-    `passes_after_restart` passes (n: the write the pass was killed after).
+    `passes_after_restart` passes (n: the write the pass was killed after);
+    `while_down(namespace)` is what a user does between the kill and the restart.
     """
     await setup(DRY_RUN)
     dry = KillingClient(server)
@@ -104,6 +106,8 @@ async def sweep(
             result.kills += 1
         abandon(doomed)
         await doomed_client.close()
+        if while_down is not None:
+            await while_down(namespace)
         survivor_client = KillingClient(server)
         survivor = make(survivor_client)
         for _ in range(passes_after_restart):

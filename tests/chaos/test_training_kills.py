@@ -230,3 +230,38 @@ async def test_a_finished_run_registers_one_version_whatever_write_the_kill_foll
 
     result = await sweep(server, setup, controller, "iris", check)
     assert len(result.writes) >= 2  # the ModelVersion, the TrainingJob's status
+
+
+@pytest.mark.parametrize("policy", ["Allow", "Forbid", "Replace"])
+async def test_a_retrain_sent_once_the_version_shows_starts_a_run_whatever_write_came_last(
+    server: str, kmock: Any, policy: str
+) -> None:
+    """The e2e's random kills found it: the pass registering iris-v1 died before its status
+    write, the user saw iris-v1 and asked for a retrain, and the restarted operator judged
+    the request against run 1 as the status still had it (Running): Forbid skipped it with
+    a `RunSkipped … Forbidden` Warning and Replace cancelled the finished run."""
+
+    async def setup(namespace: str) -> None:
+        client = KillingClient(server)
+        await client.create(
+            TRAINING_JOBS, namespace, training_job(namespace, concurrencyPolicy=policy)
+        )
+        await reconcile_cleanly(server, namespace)
+        await finish(client, namespace, "iris-1-1")
+        await client.close()
+
+    async def retrain(namespace: str) -> None:
+        client = KillingClient(server)
+        annotations = {"annotations": {RETRAIN_ANNOTATION: "after-v1"}}
+        await client.patch(TRAINING_JOBS, namespace, "iris", {"metadata": annotations})
+        await client.close()
+
+    async def check(namespace: str, n: int) -> None:
+        world = await World(server, namespace).load()
+        where = f"{policy}, killed after write {n}"
+        assert world.runs == [(1, "create", "Succeeded"), (2, "manual", "Pending")], where
+        assert world.pods == ["iris-1-1", "iris-2-1"], where
+        assert world.versions == ["iris-v1"], where
+        assert world.warnings(kmock) == [], where
+
+    await sweep(server, setup, controller, "iris", check, while_down=retrain)

@@ -423,10 +423,24 @@ def test_random_operator_kills_during_runs_and_retrains_apply_each_request_once(
         create(kube, ns, training_job(name, datasets["iris.csv"], model=name))
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
+
+    def state() -> str:
+        """What a failure needs to be understood: the seed, every job's runs and events."""
+        lines = [f"seed {seed}, {len(kills)} SIGKILLs"]
+        for name in jobs:
+            status = (get(kube, ns, "trainingjobs", name) or {}).get("status") or {}
+            runs = [(r["run"], r.get("trigger"), r.get("phase")) for r in status.get("runs", [])]
+            lines.append(f"{name}: runs {runs} retrainHandled {status.get('retrainHandled')!r}")
+            lines.append(f"  events: {events(kube, ns, name)}")
+        return "\n".join([*lines, "operator log tail:", operator.log_tail(3000)])
+
     try:
         for n in (1, 2, 3):
             for name in jobs:
-                wait_approved(kube, ns, f"{name}-v{n}", timeout=240)
+                try:
+                    wait_approved(kube, ns, f"{name}-v{n}", timeout=240)
+                except AssertionError as e:
+                    raise AssertionError(f"{e}\n{state()}") from None
             if n < 3:
                 for name in jobs:
                     custom(kube).patch_namespaced_custom_object(

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -82,9 +83,15 @@ def plan_triggers(
     job: TrainingJob,
     now: datetime,
     observed_digest: str | None = None,
+    runs: Sequence[RunRecord] | None = None,
 ) -> TriggerPlan:
-    """Which trigger (if any) starts a run now, under the concurrency policy."""
+    """Which trigger (if any) starts a run now, under the concurrency policy.
+
+    `runs`: the job's runs as this pass has observed them (default: as the status records
+    them); the concurrency policy judges a trigger against the runs still in flight now.
+    """
     status = job.status
+    current_runs = list(status.runs if runs is None else runs)
     triggers = job.spec.triggers
     generation = job.metadata.generation
     annotations = job.metadata.annotations
@@ -138,7 +145,7 @@ def plan_triggers(
         else:
             start = "create"
     elif spec_changed or fired:
-        decision = decide_trigger(policy, status.runs, suspended)
+        decision = decide_trigger(policy, current_runs, suspended)
         label = "spec" if spec_changed else fired[0]
         if decision.start:
             start = label

@@ -141,38 +141,20 @@ class TrainingController(Controller):
             raise Stalled(INVALID_SPEC, validation_message(e), resync=None) from e
 
         observed_digest = await self._poll_dataset(key, job)
-        plan = tj.plan_triggers(job, now, observed_digest)
-        if plan.stalled is not None:
-            raise Stalled(INVALID_SPEC, plan.stalled, resync=None)
-        events: list[tuple[str, str]] = list(plan.events)
+        if (stalled := tj.plan_triggers(job, now, observed_digest).stalled) is not None:
+            raise Stalled(INVALID_SPEC, stalled, resync=None)
 
-        if plan.start is not None:
-            # Before anything is cancelled for it: a new run that cannot get a pod must not
-            # cost the running one its pods (concurrencyPolicy Replace).
-            try:
-                training_pod(job, 1, 1, self.defaults)
-            except PodBuildError as e:
-                raise Stalled(INVALID_SPEC, str(e), resync=None) from e
         runs: dict[int, RunRecord] = {r.run: r for r in job.status.runs}
-        cancelled = [runs[n] for n in plan.cancel if n in runs]
-        for run in cancelled:
-            runs[run.run] = tj.cancel_run(run, now)
-            events.append(tj.run_replaced_event(run))
-        if plan.start is not None:
-            run = tj.new_run(job.status, plan.start, now)
-            runs[run.run] = run
-            events.append(tj.run_started_event(run))
-
         active = [r for r in runs.values() if r.phase in ACTIVE_PHASES]
-        listed = bool(cancelled) or any(r.attempts > 0 for r in active) or len(runs) > 1
+        listed = any(r.attempts > 0 for r in active) or len(runs) > 1
         pods = await self._pods(job) if listed else []
-        for run in cancelled:
-            await self._delete_run_pods(pods, run.run)
-
         policy = RetryPolicy(job.spec.backoff_limit, job.spec.active_deadline_seconds)
+        events: list[tuple[str, str]] = []
         delays: list[timedelta | None] = []
         new_metrics: dict[str, float] | None = None
-        for run in sorted(active, key=lambda r: r.run):
+
+        async def advance(run: RunRecord) -> None:
+            nonlocal new_metrics
             observations = [
                 observe_pod(p)
                 for p in pods
@@ -193,6 +175,33 @@ class TrainingController(Controller):
                 events.append(tj.run_event(updated, *decision.event))
             if updated.phase not in ACTIVE_PHASES:
                 self._count_finished(updated)
+
+        # The runs in flight first: a trigger is judged against them as they are now, not
+        # as the last status write left them (a run whose pod succeeded and whose version
+        # was registered just before a crash is over, and must not make a retrain request
+        # look Forbidden).
+        for run in sorted(active, key=lambda r: r.run):
+            await advance(run)
+        plan = tj.plan_triggers(job, now, observed_digest, runs=list(runs.values()))
+        events.extend(plan.events)
+        if plan.start is not None:
+            # Before anything is cancelled for it: a new run that cannot get a pod must not
+            # cost the running one its pods (concurrencyPolicy Replace).
+            try:
+                training_pod(job, 1, 1, self.defaults)
+            except PodBuildError as e:
+                raise Stalled(INVALID_SPEC, str(e), resync=None) from e
+        for number in plan.cancel:
+            if number in runs and runs[number].phase in ACTIVE_PHASES:
+                events.append(tj.run_replaced_event(runs[number]))
+                runs[number] = tj.cancel_run(runs[number], now)
+                await self._delete_run_pods(pods, number)
+        if plan.start is not None:
+            run = tj.new_run(job.status.model_copy(update={"runs": list(runs.values())}),
+                             plan.start, now)  # fmt: skip
+            runs[run.run] = run
+            events.append(tj.run_started_event(run))
+            await advance(run)
 
         kept, gone = tj.prune(list(runs.values()), job)
         for number in gone:

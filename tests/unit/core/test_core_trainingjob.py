@@ -74,6 +74,17 @@ def test_a_spec_change_starts_a_run_after_the_active_one_under_forbid() -> None:
     assert (plan.start, plan.observed_generation) == ("spec", 2)
 
 
+def test_a_trigger_is_judged_against_the_runs_as_this_pass_left_them() -> None:
+    """The status still says Running, but this pass saw the run succeed: not Forbidden."""
+    stale = job(
+        {"run": 1, "observedGeneration": 1, "runs": [run(1, "Running")]},
+        annotations={t.RETRAIN_ANNOTATION: "again"},
+    )
+    assert t.plan_triggers(stale, T0).events[0][0] == t.SKIPPED
+    fresh = t.plan_triggers(stale, T0, runs=[t.RunRecord.model_validate(run(1, "Succeeded"))])
+    assert (fresh.start, fresh.events, fresh.retrain_handled) == ("manual", [], "again")
+
+
 def test_the_first_run_records_the_spec_it_trains() -> None:
     plan = t.plan_triggers(job(), T0)
     assert plan.trained_spec_hash == t.training_spec_hash(job())
