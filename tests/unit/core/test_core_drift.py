@@ -112,7 +112,7 @@ def test_judge_names_the_shifted_feature_only() -> None:
     }
     judgement = dr.judge(b, counts, DriftSpec())
     assert judgement.drifting == ["b"]
-    assert [f.feature for f in judgement.features][0] == "b"
+    assert judgement.features[0].feature == "b"
     assert judgement.judged == 3
     assert judgement.samples == 1000
     assert dr.is_drifting(judgement, DriftSpec())
