@@ -53,6 +53,7 @@ from kiln.telemetry import rollouts
 logger = logging.getLogger(__name__)
 
 KIND = "ModelDeployment"
+MONITORING_ERROR = "MonitoringError"
 
 
 def contains(current: Any, desired: Any) -> bool:
@@ -225,7 +226,20 @@ class DeploymentController(Controller):
         due = mon.due_in(spec, status.monitoring, version.metadata.name or "", now)
         if due > 0:
             return _Monitored(status, requeue_after=due)
-        observation = await self.monitor.observe(md, version, spec, now)
+        try:
+            observation = await self.monitor.observe(md, version, spec, now)
+        except Exception as e:  # monitoring never holds up serving: shown, retried next time
+            logger.exception("monitoring of %s/%s failed", md.metadata.namespace, md.metadata.name)
+            why = f"{type(e).__name__}: {e}"
+            observation = mon.Observation(
+                mon.VersionFacts(
+                    name=version.metadata.name or "",
+                    metrics=dict(version.spec.metrics),
+                    classes=version.spec.input_schema.classes,
+                    baseline_problem=(MONITORING_ERROR, why),
+                ),
+                join=mon.JoinResult(error=why),
+            )
         evaluation = mon.evaluate(spec, observation, status.conditions, now, md.metadata.generation)
         new = status.model_copy(
             update={"monitoring": evaluation.monitoring, "conditions": evaluation.conditions}

@@ -220,7 +220,7 @@ class MonitoringReader:
             blob = await asyncio.to_thread(
                 ObjectStore(env=env).read, ref.uri, max_bytes=MAX_BASELINE_BYTES
             )
-        except (StoreError, OSError) as e:
+        except Exception as e:  # StoreError, OSError, botocore's: the store is not usable
             return None, (BASELINE_UNAVAILABLE, f"baseline {ref.uri} not read: {e}")
         if normalise_sha256(blob.sha256) != digest:
             return None, (
@@ -254,8 +254,8 @@ class MonitoringReader:
             window = (capture.destination, capture.flush_seconds, start, end, budget)
             predictions = list(self._records(store, md, "predictions", *window))
             feedback = list(self._records(store, md, "feedback", *window))
-        except (StoreError, OSError) as e:
-            return mon.JoinResult(error=str(e))
+        except Exception as e:  # StoreError, OSError, botocore's: the store is not usable
+            return mon.JoinResult(error=f"{type(e).__name__}: {e}")
         joined = ql.join(
             (r for r in predictions if isinstance(r, PredictionRecord)),
             (r for r in feedback if isinstance(r, FeedbackRecord)),
