@@ -299,7 +299,11 @@ async def test_a_retry_request_restarts_the_canary_exactly_once(server: str, kmo
 
 # -- monitoring of the stable track ------------------------------------------------------
 
-MONITORING = {"windowSeconds": 300, "intervalSeconds": 60, "capture": {"destination": "s3://capture/iris"}}
+MONITORING = {
+    "windowSeconds": 300,
+    "intervalSeconds": 60,
+    "capture": {"destination": "s3://capture/iris"},
+}
 
 
 class Monitor:
