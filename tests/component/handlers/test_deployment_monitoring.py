@@ -395,3 +395,19 @@ async def test_switching_monitoring_off_clears_it(world: World) -> None:
     assert condition(status, "Drifting") is None and condition(status, "QualityDegraded") is None
     assert "monitoring" not in status
     assert gauge("kiln_feature_drift", version="iris-v1", feature="petal_length") is None
+
+
+async def test_a_value_that_went_away_leaves_the_status(world: World) -> None:
+    """A merge patch keeps nested fields it does not name: the controller nulls them."""
+    w = world
+    w.prometheus.bins = {f: even(400) for f in FEATURES}
+    capture(w, 100, right=99)
+    status = await w.reconcile()
+    assert status["monitoring"]["quality"]["live"] == 0.99
+    w.clock.advance(60)
+    w.bucket.objects.clear()
+    status = await w.reconcile()
+    assert has_condition(status, "QualityDegraded", "Unknown", reason="NotEnoughData")
+    quality = status["monitoring"]["quality"]
+    assert "live" not in quality and "labelDelaySeconds" not in quality
+    assert quality["labelled"] == 0
