@@ -295,3 +295,88 @@ async def test_a_retry_request_restarts_the_canary_exactly_once(server: str, kmo
         assert world.reasons(kmock).count("Retry") <= 1, n
 
     await sweep(server, setup, controller, "iris", check)
+
+
+# -- monitoring of the stable track ------------------------------------------------------
+
+MONITORING = {
+    "windowSeconds": 300,
+    "intervalSeconds": 60,
+    "capture": {"destination": "s3://capture/iris"},
+}
+
+
+class Monitor:
+    """Observes a chosen world: calm (training-like bins, good labels) or drifting and
+    contradicted by its labels."""
+
+    def __init__(self, bad: bool) -> None:
+        self.bad = bad
+
+    async def observe(self, md: Any, version: Any, spec: Any, now: datetime) -> Any:
+        from kiln.contract.monitoring import Baseline, Distribution, FeatureProfile
+        from kiln.core import monitoring as mon
+        from kiln.core import quality as ql
+
+        shares = [0.25] * 4
+        baseline = Baseline(
+            rows=100,
+            features=[
+                FeatureProfile(
+                    name=n, kind="numeric",
+                    distribution=Distribution(edges=[1, 2, 3], shares=shares, count=100),
+                )
+                for n in ("a", "b")
+            ],
+        )  # fmt: skip
+        even = {str(i): 100.0 for i in range(4)}
+        bins = {"a": even, "b": {"3": 400.0} if self.bad else even}
+        right, wrong = (10, 90) if self.bad else (99, 1)
+        pairs = [ql.Pair("x", "x", 1.0)] * right + [ql.Pair("x", "y", 1.0)] * wrong
+        return mon.Observation(
+            mon.VersionFacts(name=version.metadata.name, metrics={"accuracy": 0.95},
+                             classes=["x", "y"], baseline=baseline),
+            bins=mon.BinCounts("ok", bins),
+            join=mon.JoinResult(ql.Joined(pairs=pairs, captured=100, labels=100)),
+        )  # fmt: skip
+
+
+def monitored(client: KubeClient, at: datetime = T0, bad: bool = False) -> DeploymentController:
+    return DeploymentController(
+        client,
+        OperatorSettings(server_image="kiln/server:test", workers=1),
+        Prometheus(GOOD),  # type: ignore[arg-type]
+        clock=lambda: at,
+        monitor=Monitor(bad),  # type: ignore[arg-type]
+    )
+
+
+async def test_a_drift_and_quality_change_is_announced_once(server: str, kmock: Any) -> None:
+    async def setup(namespace: str) -> None:
+        client = KillingClient(server)
+        await client.create(
+            MODEL_VERSIONS, namespace, ModelVersionBuilder("iris", 1, namespace).approved().obj()
+        )
+        md = ModelDeploymentBuilder("iris", namespace).replicas(2).spec(monitoring=MONITORING)
+        await client.create(MODEL_DEPLOYMENTS, namespace, md.obj())
+        for ready in (False, True):
+            if ready:
+                await mark_ready(client, namespace, "iris-stable")
+            c = monitored(client)
+            await c.reconcile((namespace, "iris"))
+            await c.events.drain()
+        await client.close()
+
+    async def check(namespace: str, n: int) -> None:
+        world = await World(server, namespace).load()
+        conditions = {c["type"]: c for c in world.status["conditions"]}
+        assert conditions["Drifting"]["status"] == "True", n
+        assert "b PSI" in conditions["Drifting"]["message"], n
+        assert conditions["QualityDegraded"]["status"] == "True", n
+        reasons = world.reasons(kmock, "Warning")
+        assert reasons.count("DriftDetected") <= 1 and reasons.count("QualityDegraded") <= 1, n
+        assert world.warnings_beyond_a_clean_run(kmock) == [], n
+        assert world.deployments == {"iris-stable": ("iris-v1", 2)}, n
+
+    result = await sweep(server, setup, partial(monitored, at=then(60), bad=True), "iris", check)
+    assert result.writes  # the status write carrying the evaluation

@@ -61,6 +61,9 @@ RECONCILING = "Reconciling"
 STALLED = "Stalled"
 FAILED = "Failed"
 APPROVED = "Approved"
+# ModelDeployment monitoring of the stable track (kiln.core.monitoring).
+DRIFTING = "Drifting"
+QUALITY_DEGRADED = "QualityDegraded"
 
 # --- condition and Event reasons shared by several modules ------------------------------
 INVALID_SPEC = "InvalidSpec"
@@ -73,6 +76,8 @@ OBJECT_NOT_FOUND = "ObjectNotFound"  # an object went away between two requests 
 WRITE_CONFLICT = "WriteConflict"  # a write raced another (409): retried
 API_UNAVAILABLE = "ApiUnavailable"  # unreachable, overloaded or failing (5xx, 429)
 RECONCILE_ERROR = "ReconcileError"  # an unexpected error in the operator
+# Monitoring: too few samples or labels in the window to judge (never "no drift").
+NOT_ENOUGH_DATA = "NotEnoughData"
 
 # Who Kiln says it is, in Events and approvals.
 OPERATOR_NAME = "kiln-operator"

@@ -33,6 +33,7 @@ from kiln.api.wire import (
     SHA256_ANNOTATION,
     TRACK_LABEL,
 )
+from kiln.contract import monitoring as mc
 from kiln.core.canary import Track
 from kiln.core.registry import label_value
 from kiln.core.training import bounded_name
@@ -162,6 +163,7 @@ def _environment(
         env.append({"name": "KILN_FEATURE_NAMES", "value": ",".join(features)})
     if md.spec.allow_pickle:
         env.append({"name": "KILN_ALLOW_PICKLE", "value": "1"})
+    env.extend(monitoring_environment(md, version))
     store = md.spec.artifact_store
     endpoint = (store.s3_endpoint if store else None) or defaults.s3_endpoint
     if endpoint:
@@ -175,6 +177,45 @@ def _environment(
             env.append(
                 {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": key}}}
             )
+    return env
+
+
+def monitoring_environment(md: ModelDeployment, version: ModelVersion) -> list[dict[str, Any]]:
+    """kiln-serve's monitoring settings (`kiln.contract.monitoring`).
+
+    - The baseline whenever the version records one, with or without `spec.monitoring`:
+      counting inputs into its bins costs little, and the canary's drift check reads those
+      counters on any ModelDeployment.
+    - With `spec.monitoring`: the pod's namespace, ModelDeployment and pod name (downward
+      API), which name the capture objects; and with capture on, its settings. Capture
+      writes use the S3 endpoint and credentials the pods already get for the artifact
+      (`spec.artifactStore`). Without `spec.monitoring` none of these are set, so turning
+      the operator's monitoring on does not roll every existing Deployment.
+    """
+    env: list[dict[str, Any]] = []
+    baseline = version.spec.baseline
+    if baseline is not None:
+        env += [
+            {"name": mc.ENV_BASELINE_URI, "value": baseline.uri},
+            {"name": mc.ENV_BASELINE_SHA256, "value": baseline.sha256},
+        ]
+    monitoring = md.spec.monitoring
+    if monitoring is None:
+        return env
+    env += [
+        {"name": mc.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": mc.ENV_DEPLOYMENT, "value": _name(md)},
+        {"name": mc.ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    capture = monitoring.capture
+    if capture is not None and capture.enabled:
+        env += [
+            {"name": mc.ENV_CAPTURE_DESTINATION, "value": capture.destination},
+            {"name": mc.ENV_CAPTURE_SAMPLE_RATE, "value": f"{capture.sample_rate:g}"},
+            {"name": mc.ENV_CAPTURE_MAX_RECORDS, "value": str(capture.max_records_per_object)},
+            {"name": mc.ENV_CAPTURE_FLUSH_SECONDS, "value": str(capture.flush_seconds)},
+            {"name": mc.ENV_CAPTURE_QUEUE, "value": str(capture.queue_records)},
+        ]
     return env
 
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kiln.api.model_deployment import ModelDeployment, ModelDeploymentStatus
 from kiln.api.model_version import ModelVersion
@@ -27,6 +27,7 @@ from kiln.api.validation import validation_message
 from kiln.api.wire import INVALID_SPEC, MODEL_DEPLOYMENT_LABEL, NAME_CONFLICT
 from kiln.builders import serving
 from kiln.core import canary
+from kiln.core import monitoring as mon
 from kiln.core.failures import Failure
 from kiln.handlers.chassis import Controller, Key, Stalled, key_of, owner_keys, utcnow
 from kiln.handlers.observations import observe_track
@@ -42,14 +43,17 @@ from kiln.k8s.client import (
     KubeClient,
     Resource,
 )
+from kiln.services.monitoring import MonitoringReader
 from kiln.services.prometheus import PrometheusClient
 from kiln.services.registration import parse_versions
 from kiln.settings import OperatorSettings
+from kiln.telemetry import monitoring as monitoring_metrics
 from kiln.telemetry import rollouts
 
 logger = logging.getLogger(__name__)
 
 KIND = "ModelDeployment"
+MONITORING_ERROR = "MonitoringError"
 
 
 def contains(current: Any, desired: Any) -> bool:
@@ -82,9 +86,11 @@ class DeploymentController(Controller):
         prometheus: PrometheusClient,
         *,
         clock: Callable[[], datetime] = utcnow,
+        monitor: MonitoringReader | None = None,
     ) -> None:
         super().__init__(client, settings, clock=clock, workers=max(1, settings.workers // 4))
         self.prometheus = prometheus
+        self.monitor = monitor or MonitoringReader(client, prometheus, settings.s3_endpoint)
         # ModelDeployment -> the model it serves (to find who follows a ModelVersion).
         self.models: dict[Key, str] = {}
 
@@ -101,12 +107,23 @@ class DeploymentController(Controller):
     def forget(self, key: Key) -> None:
         self.models.pop(key, None)
         rollouts.forget(*key)
+        monitoring_metrics.forget(*key)
 
     def with_failure(self, status: Any, failure: Failure, generation: int | None) -> Any:
         updated = super().with_failure(status, failure, generation)
         if not failure.permanent:
             return updated
         return updated.model_copy(update={"reason": failure.reason, "message": failure.message})
+
+    def status_patch(self, status: Any, resource_version: str | None) -> dict[str, Any]:
+        """The chassis' patch, with explicit nulls inside `status.monitoring`: a merge patch
+        keeps a nested field it does not name, so a live value that went away (or a check
+        switched off) would otherwise stay on the object."""
+        patch = super().status_patch(status, resource_version)
+        wire = patch["status"].get("monitoring")
+        if status.monitoring is not None and isinstance(wire, dict):
+            _explicit_nulls(status.monitoring, wire)
+        return patch
 
     # -- watch plumbing ------------------------------------------------------------------
     def enqueue(self, key: Key, body: Mapping[str, Any], *, deleted: bool = False) -> None:
@@ -164,19 +181,79 @@ class DeploymentController(Controller):
             await self._apply(md, decision.actions, by_name)
         except serving.ServingBuildError as e:
             raise Stalled(INVALID_SPEC, str(e), resync=None) from e
-        # The one write that consumes a one-shot command: its effect and its value, together.
-        if decision.status != md.status and not await self.write_status(key, raw, decision.status):
+        monitored = await self._monitor(md, decision.status, tracks["stable"], by_name, now)
+        status = monitored.status
+        # The one write that consumes a one-shot command: its effect and its value, together
+        # (and the monitoring evaluation, in the same write).
+        if status != md.status and not await self.write_status(key, raw, status):
             return 0.0
         # Only then the annotations go: a crash before this leaves them recorded as handled.
         removed = [a.key for a in decision.actions if isinstance(a, canary.RemoveAnnotation)]
         if removed:
             await self.patch_metadata(key, {"annotations": dict.fromkeys(removed)})
-        for event in decision.events:
+        for event in [*decision.events, *monitored.events]:
             self.post_event(raw, event.reason, event.message, warning=event.type == "Warning")
         rollouts.record_status(namespace, name, decision.status)
         fresh = [r for r in decision.status.analysis if r not in md.status.analysis]
         rollouts.record_analysis(namespace, name, fresh)
-        return decision.requeue_after
+        monitored.record_metrics(namespace, name)
+        wakes = [d for d in (decision.requeue_after, monitored.requeue_after) if d is not None]
+        return min(wakes) if wakes else None
+
+    async def _monitor(
+        self,
+        md: ModelDeployment,
+        status: ModelDeploymentStatus,
+        stable: canary.TrackObservation,
+        versions: dict[str, ModelVersion],
+        now: datetime,
+    ) -> _Monitored:
+        """Continuous monitoring of the stable track (`kiln.core.monitoring`): evaluated at
+        most every `intervalSeconds`, written in this pass's one status write; its Events
+        come from the stored status and the new one, so a repeated pass posts none."""
+        spec = md.spec.monitoring
+        if spec is None:
+            if status.monitoring is None and mon.cleared(status.conditions) == status.conditions:
+                return _Monitored(status)
+            cleared = status.model_copy(
+                update={"monitoring": None, "conditions": mon.cleared(status.conditions)}
+            )
+            return _Monitored(cleared, forget=True)
+        version_name = status.stable_version
+        version = versions.get(version_name) if version_name else None
+        if version is None or stable.version != version_name or stable.ready_replicas < 1:
+            return _Monitored(status)  # nothing serves yet: a pod event brings the next pass
+        due = mon.due_in(spec, status.monitoring, version.metadata.name or "", now)
+        if due > 0:
+            return _Monitored(status, requeue_after=due)
+        try:
+            observation = await self.monitor.observe(md, version, spec, now)
+        except Exception as e:  # monitoring never holds up serving: shown, retried next time
+            logger.exception("monitoring of %s/%s failed", md.metadata.namespace, md.metadata.name)
+            why = f"{type(e).__name__}: {e}"
+            observation = mon.Observation(
+                mon.VersionFacts(
+                    name=version.metadata.name or "",
+                    metrics=dict(version.spec.metrics),
+                    classes=version.spec.input_schema.classes,
+                    baseline_problem=(MONITORING_ERROR, why),
+                ),
+                join=mon.JoinResult(error=why),
+            )
+        evaluation = mon.evaluate(spec, observation, status.conditions, now, md.metadata.generation)
+        new = status.model_copy(
+            update={"monitoring": evaluation.monitoring, "conditions": evaluation.conditions}
+        )
+        events = mon.transition_events(
+            md.status.conditions, new.conditions, md.status.monitoring, new.monitoring
+        )
+        return _Monitored(
+            new,
+            events=events,
+            requeue_after=float(spec.interval_seconds),
+            evaluation=evaluation,
+            version=version,
+        )
 
     async def _observe(self, md: ModelDeployment, track: canary.Track) -> canary.TrackObservation:
         name = md.metadata.name or ""
@@ -263,6 +340,41 @@ class DeploymentController(Controller):
         desired["metadata"] = {k: meta[k] for k in ("labels", "annotations") if k in meta}
         if not contains(current, desired):
             await self.client.patch(resource, namespace, name, desired)
+
+
+@dataclass
+class _Monitored:
+    status: ModelDeploymentStatus
+    events: list[canary.Event] = field(default_factory=list)
+    requeue_after: float | None = None
+    evaluation: mon.Evaluation | None = None
+    version: ModelVersion | None = None
+    forget: bool = False
+
+    def record_metrics(self, namespace: str, name: str) -> None:
+        """The operator's gauges, once the status that carries the numbers is written."""
+        if self.forget:
+            monitoring_metrics.forget(namespace, name)
+        if self.evaluation is None or self.version is None:
+            return
+        monitoring_metrics.record(
+            namespace,
+            name,
+            self.version.metadata.name or "",
+            self.evaluation.monitoring,
+            self.evaluation.live,
+            self.version.spec.metrics,
+        )
+
+
+def _explicit_nulls(model: BaseModel, wire: dict[str, Any]) -> None:
+    for field_name, info in type(model).model_fields.items():
+        key = info.alias or field_name
+        value = getattr(model, field_name)
+        if key not in wire:
+            wire[key] = None
+        elif isinstance(value, BaseModel) and isinstance(wire[key], dict):
+            _explicit_nulls(value, wire[key])
 
 
 def _check_owner(uid: str | None, current: Mapping[str, Any]) -> None:

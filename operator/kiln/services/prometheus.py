@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -64,6 +65,14 @@ class PrometheusClient:
             return VectorResult("unreachable", {}, answer)
         return parse_vector_response(*answer, by=by)
 
+    async def query_table(self, promql: str, row: str, column: str) -> TableResult:
+        """One instant query whose series are told apart by two labels (`sum by (feature,
+        bin) (…)`): row label value -> column label value -> number."""
+        answer = await self._post(promql)
+        if isinstance(answer, str):
+            return TableResult("unreachable", {}, answer)
+        return parse_table_response(*answer, row=row, column=column)
+
     async def _post(self, promql: str) -> tuple[int, str] | str:
         """(HTTP status, body), or why Prometheus could not be reached."""
         url = f"{self.base_url}/api/v1/query"
@@ -102,6 +111,37 @@ def _success_data(status: int, text: str) -> dict[str, Any] | QueryResult:
         return QueryResult(failed, None, f"HTTP {status}: {error}")
     data = body.get("data") or {}
     return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class TableResult:
+    """What one instant query by two labels gave, or why not (as VectorResult)."""
+
+    status: QueryStatus
+    values: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    message: str = ""
+
+
+def parse_table_response(status: int, text: str, row: str, column: str) -> TableResult:
+    """Turn an HTTP answer of `/api/v1/query` into row -> column -> number (pure)."""
+    data = _success_data(status, text)
+    if isinstance(data, QueryResult):
+        return TableResult(data.status, {}, data.message)
+    if data.get("resultType") != "vector":
+        return TableResult("error", {}, f"result type {data.get('resultType')!r} is not a vector")
+    values: dict[str, dict[str, float]] = {}
+    for series in data.get("result") or []:
+        labels = series.get("metric") or {}
+        if labels.get(row) is None or labels.get(column) is None:
+            return TableResult("error", {}, f"a series without the labels {row!r}, {column!r}")
+        number = _number(series.get("value"))
+        if number.value is not None:
+            cells = values.setdefault(str(labels[row]), {})
+            key = str(labels[column])
+            cells[key] = cells.get(key, 0.0) + number.value
+    if not values:
+        return TableResult("no_data", {}, "empty result (no matching series)")
+    return TableResult("ok", values)
 
 
 def parse_vector_response(status: int, text: str, by: str) -> VectorResult:

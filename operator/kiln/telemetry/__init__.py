@@ -8,6 +8,10 @@ kiln_training_active_runs                     runs Pending or Running
 kiln_model_versions_registered_total{approval}  ModelVersions created, by first decision
 kiln_reconcile_duration_seconds{kind}         one reconcile pass (histogram)
 kiln_reconcile_errors_total{kind}             reconcile passes that raised
+
+ModelDeployment rollouts: `kiln.telemetry.rollouts`; monitoring (kiln_feature_drift,
+kiln_live_quality, kiln_training_quality, kiln_monitoring_labelled_predictions):
+`kiln.telemetry.monitoring`.
 """
 
 from __future__ import annotations
