@@ -14,6 +14,7 @@ from kiln.contract.monitoring import (
     OTHER_BIN,
     TOP_CATEGORIES,
     Baseline,
+    Distribution,
     FeatureProfile,
     feature_bin,
     numeric_bin,
@@ -213,3 +214,30 @@ def test_regressor_prediction_profile_is_quantile_bins() -> None:
         assert [round(counts[str(i)] / 400, 6) for i in range(NUMERIC_BINS)] == dist.shares
     baseline = training_baseline(COLUMNS[:1], _table(), Predictions(y_true, y_pred), False)
     assert baseline.task == "regression"
+
+
+def test_feature_bin_names_request_values_like_the_training_values() -> None:
+    boolean = FeatureProfile(
+        name="b",
+        kind="boolean",
+        distribution=Distribution(labels=["False", "True"], shares=[0.5, 0.5], count=2),
+    )
+    assert [feature_bin(boolean, v) for v in (True, 1, 1.0, np.float64(1.0))] == ["True"] * 4
+    assert [feature_bin(boolean, v) for v in (False, 0, 0.0)] == ["False"] * 3
+    assert feature_bin(boolean, None) is None and feature_bin(boolean, float("nan")) is None
+    category = FeatureProfile(
+        name="c",
+        kind="categorical",
+        distribution=Distribution(labels=["3", "x", OTHER_BIN], shares=[0.4, 0.4, 0.2]),
+    )
+    assert [feature_bin(category, v) for v in (3, 3.0, "3", np.int64(3))] == ["3"] * 4
+    assert feature_bin(category, "y") == OTHER_BIN
+    numeric = FeatureProfile(
+        name="n",
+        kind="numeric",
+        distribution=Distribution(edges=[1.0, 2.0], shares=[0.3, 0.3, 0.4]),
+    )
+    assert [feature_bin(numeric, v) for v in (0.5, 1, 2.0, np.float32(9))] == ["0", "1", "2", "2"]
+    assert feature_bin(numeric, np.float64("nan")) is None
+    dated = FeatureProfile(name="d", kind="datetime", distribution=Distribution())
+    assert feature_bin(dated, "2024-01-01") is None

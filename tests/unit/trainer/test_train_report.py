@@ -60,6 +60,7 @@ def test_baseline_reference_survives_the_last_resort_shrink() -> None:
     assert parsed.baseline.uri == "s3://m/ns/job/run-1/baseline.json"
     assert parsed.baseline.sha256 == "c" * 64
     assert parsed.artifact.sha256 == "a" * 64
+    assert parsed.metrics == {}  # the essentials only: the last resort was reached
 
 
 def test_prefix_kept_is_as_long_as_fits() -> None:
