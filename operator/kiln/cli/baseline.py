@@ -11,6 +11,7 @@ labels. Also reachable as `kubectl kiln baseline iris-v3`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from typing import Any
 
@@ -33,7 +34,7 @@ def bin_names(distribution: Distribution) -> list[str]:
     if not edges:
         return ["(all)"] * len(distribution.shares)
     names = [f"< {_number(edges[0])}"]
-    names += [f"[{_number(a)}, {_number(b)})" for a, b in zip(edges, edges[1:], strict=False)]
+    names += [f"[{_number(a)}, {_number(b)})" for a, b in itertools.pairwise(edges)]
     names.append(f">= {_number(edges[-1])}")
     return names
 
@@ -71,13 +72,13 @@ def baseline_lines(baseline: Baseline) -> list[str]:
             f"{len(dist.shares)} bins  {dist.count} values"
         )
         lines.extend(distribution_lines(dist))
-    for title, dist in (
+    for title, held_out in (
         ("predictions (held-out split)", baseline.predictions),
         ("labels (held-out split)", baseline.labels),
     ):
-        if dist is not None:
-            lines.append(f"{title}  {dist.count} values")
-            lines.extend(distribution_lines(dist))
+        if held_out is not None:
+            lines.append(f"{title}  {held_out.count} values")
+            lines.extend(distribution_lines(held_out))
     return lines
 
 

@@ -126,7 +126,6 @@ def category_bin(labels: list[str], value: Any) -> str | None:
     return text if text in labels else OTHER_BIN
 
 
-
 def category_label(value: Any) -> str:
     """The text a category is binned as: `3`, `3.0` and `"3"` are one category, and a
     boolean is `"True"` / `"False"` (as `kiln.tabular.coerce.category_text` writes them)."""
@@ -166,6 +165,7 @@ def feature_bin(profile: FeatureProfile, value: Any) -> str | None:
     if profile.kind == "boolean" and (isinstance(value, bool) or value in (0, 1)):
         value = bool(value)
     return category_bin(distribution.labels or [], category_label(value))
+
 
 # --- capture records -------------------------------------------------------------------
 #

@@ -167,7 +167,9 @@ def _bin_text(kind: str, value: Any) -> str:
     return category_label(value)
 
 
-def predictions_profile(predictions: Predictions, is_classifier: bool) -> tuple[Distribution, Distribution]:  # fmt: skip
+def predictions_profile(
+    predictions: Predictions, is_classifier: bool
+) -> tuple[Distribution, Distribution]:
     """(predictions, true labels) on the held-out split."""
     if is_classifier:
         # str() of the class as the input schema records it: what the server predicts.

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from kiln.contract.monitoring import BASELINE_FILE
 from kiln.contract.train_spec import TrainSpec
 from kiln.store import ObjectStore, StoreError, join_uri
 from kiln.tabular.transforms import EncodedLabelClassifier
-from kiln.contract.monitoring import BASELINE_FILE
 from kiln.trainer.artifact import ARTIFACT_FORMAT, dump_model, input_schema
 from kiln.trainer.baseline import baseline_bytes, training_baseline
 from kiln.trainer.dataset import LoadedDataset, load_dataset
