@@ -74,7 +74,8 @@ def numeric_edges(values: np.ndarray, bins: int = NUMERIC_BINS) -> list[float]:
         levels = [i / bins for i in range(1, bins)]
         candidates = np.quantile(present, levels, method="inverted_cdf").tolist()
     low = float(present.min())
-    edges = sorted({_significant(q) for q in candidates})
+    # An infinite edge is not JSON; infinities still land in the first or last bin.
+    edges = sorted({_significant(q) for q in candidates if math.isfinite(q)})
     edges = [e for e in edges if e > low]
     while True:
         counts = _numeric_counts(edges, present)

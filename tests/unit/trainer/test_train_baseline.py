@@ -159,6 +159,9 @@ def test_numeric_edges_for_repeats_and_constants() -> None:
     edges = numeric_edges(np.array([1.0] * 50 + list(range(2, 52))))
     assert edges[0] > 1.0
     assert numeric_distribution(np.array([])).shares == []
+    with_infinity = numeric_distribution(np.array([1.0, 2.0, np.inf, -np.inf]))
+    assert all(np.isfinite(with_infinity.edges or []))
+    assert sum(with_infinity.shares) == pytest.approx(1.0) and with_infinity.count == 4
 
 
 def test_baseline_bytes_are_reproducible_and_canonical() -> None:
