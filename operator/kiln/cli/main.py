@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kiln.cli import lineage, rollout, schema
+from kiln.cli import baseline, lineage, rollout, schema
 from kiln.cli.versions import CliError, add_subcommands
 
 
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.register(sub)
     lineage.register(sub)
     schema.register(sub)
+    baseline.register(sub)
     return parser
 
 

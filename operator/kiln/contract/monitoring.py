@@ -126,6 +126,47 @@ def category_bin(labels: list[str], value: Any) -> str | None:
     return text if text in labels else OTHER_BIN
 
 
+def category_label(value: Any) -> str:
+    """The text a category is binned as: `3`, `3.0` and `"3"` are one category, and a
+    boolean is `"True"` / `"False"` (as `kiln.tabular.coerce.category_text` writes them)."""
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()  # a numpy scalar, without importing numpy
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def feature_bin(profile: FeatureProfile, value: Any) -> str | None:
+    """The baseline bin of one input value of this feature (None: missing, or not binned).
+
+    Numeric: `numeric_bin` on the value. Categorical: `category_bin` on its
+    `category_label`. Boolean: a true value (`True`, `1`, `1.0`) is `"True"`, a false one
+    `"False"`, so a JSON `true`, a `1` and the coerced `1.0` land in the same bin.
+    Datetime features carry no bins (an empty distribution): always None.
+    The trainer measures the baseline shares with this function on the training values.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+        if isinstance(value, float) and math.isnan(value):
+            return None
+    distribution = profile.distribution
+    if profile.kind == "datetime" or not distribution.shares:
+        return None
+    if profile.kind == "numeric":
+        return numeric_bin(distribution.edges or [], value)
+    if profile.kind == "boolean" and (isinstance(value, bool) or value in (0, 1)):
+        value = bool(value)
+    return category_bin(distribution.labels or [], category_label(value))
+
+
 # --- capture records -------------------------------------------------------------------
 #
 # One JSON object per line, one line per predicted row. A request's rows share its id and

@@ -4,7 +4,7 @@ Kubernetes keeps at most 4096 bytes of it, so a report that would be longer is s
 step by step (per-group fairness values, warnings, category lists, the list of dropped
 columns, then feature dtypes, then params, then the tail of the class and feature lists)
 and marked ``truncated``; the full report is uploaded next to the model as
-``report.json``.
+``report.json``. The artifact and baseline references are never shrunk away.
 """
 
 from __future__ import annotations
@@ -62,7 +62,16 @@ def bounded(report: dict[str, Any], limit: int = MAX_MESSAGE_BYTES) -> bytes:
     return encode({"ok": report.get("ok", False), "truncated": True})
 
 
-_ESSENTIAL_KEYS = ("ok", "reason", "message", "exitCode", "artifact", "dataset", "reportUri")
+_ESSENTIAL_KEYS = (
+    "ok",
+    "reason",
+    "message",
+    "exitCode",
+    "artifact",
+    "baseline",
+    "dataset",
+    "reportUri",
+)
 
 
 Shrink = Callable[[dict[str, Any], int], dict[str, Any]]

@@ -12,10 +12,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from kiln.contract.monitoring import BASELINE_FILE
 from kiln.contract.train_spec import TrainSpec
 from kiln.store import ObjectStore, StoreError, join_uri
 from kiln.tabular.transforms import EncodedLabelClassifier
 from kiln.trainer.artifact import ARTIFACT_FORMAT, dump_model, input_schema
+from kiln.trainer.baseline import baseline_bytes, training_baseline
 from kiln.trainer.dataset import LoadedDataset, load_dataset
 from kiln.trainer.errors import Reason, TrainingError
 from kiln.trainer.estimators import prepare_estimator
@@ -114,6 +116,9 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
         if data.sensitive_column and split.groups_test is not None:
             primary = primary_metric(spec.evaluation.metrics, prepared.is_classifier)
             fairness = fairness_gap(primary, predictions, split.groups_test, data.sensitive_column)
+        baseline = training_baseline(
+            plan.columns, split.x_train, predictions, prepared.is_classifier
+        )
     log.emit("evaluation.done", metrics=metrics)
 
     report: dict[str, Any] = {
@@ -153,6 +158,12 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
                 "format": ARTIFACT_FORMAT,
                 "sizeBytes": put.size,
             }
+            profile = store.put(
+                join_uri(prefix, BASELINE_FILE),
+                baseline_bytes(baseline),
+                content_type="application/json",
+            )
+            report["baseline"] = {"uri": profile.uri, "sha256": profile.sha256}
             report["reportUri"] = join_uri(prefix, REPORT_FILE)
             full = {**report, "durationSeconds": dict(timer.durations)}
             store.put(
@@ -163,6 +174,7 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
         except StoreError as exc:
             raise TrainingError(Reason.UPLOAD_FAILED, f"cannot upload the model: {exc}") from exc
     log.emit("artifact.uploaded", uri=put.uri, sha256=put.sha256, sizeBytes=put.size)
+    log.emit("baseline.uploaded", uri=profile.uri, sha256=profile.sha256)
     report["durationSeconds"] = dict(timer.durations)
     return report
 

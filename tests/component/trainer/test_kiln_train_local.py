@@ -57,6 +57,19 @@ def test_regression_reports_error_metrics_and_the_fairness_gap(tmp_path: Path) -
     assert "sex" not in [f["name"] for f in report["inputSchema"]["features"]]
     model = tmp_path / "out" / "ml" / "diabetes" / "run-1" / "model.skops"
     assert hashlib.sha256(model.read_bytes()).hexdigest() == report["artifact"]["sha256"]
+    # The baseline beside it: the raw columns of the input schema, regression predictions.
+    path = model.with_name("baseline.json")
+    assert report["baseline"] == {
+        "uri": path.as_uri(),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
+    baseline = json.loads(path.read_bytes())
+    assert baseline["task"] == "regression"
+    assert [f["name"] for f in baseline["features"]] == [
+        f["name"] for f in report["inputSchema"]["features"]
+    ]
+    assert baseline["predictions"]["edges"] and "labels" not in baseline["predictions"]
+    assert baseline["rows"] == report["split"]["trainRows"]
 
 
 def test_classification_metric_on_a_regressor_is_an_invalid_spec(tmp_path: Path) -> None:

@@ -16,6 +16,9 @@ import pytest
 import skops.io as sio
 from tests.support.s3 import SeaweedS3
 
+from kiln.api.model_version import BaselineReference
+from kiln.store import ObjectStore
+from kiln.store.baseline import read_baseline
 from kiln.trainer.logs import EventLog
 from kiln.trainer.main import run_trainer
 
@@ -131,6 +134,21 @@ def test_trains_from_s3_and_uploads_an_artifact_whose_sha256_matches(
     assert set(report["durationSeconds"]) == {"load", "fit", "evaluate", "upload"}
     full_report = json.loads(_object(s3, report["reportUri"]))
     assert full_report["artifact"] == artifact
+    # The baseline next to the model, verified and readable with the shared reader.
+    reference = BaselineReference.model_validate(report["baseline"])
+    assert reference.uri == "s3://models/kiln/ml/iris-train/run-1/baseline.json"
+    baseline = read_baseline(ObjectStore(env=s3.env()), reference)
+    assert [f.name for f in baseline.features] == [
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    ]
+    assert all(f.kind == "numeric" and f.distribution.count > 0 for f in baseline.features)
+    assert baseline.rows == report["split"]["trainRows"]
+    assert baseline.predictions is not None and baseline.labels is not None
+    assert baseline.predictions.labels == ["setosa", "versicolor", "virginica"]
+    assert baseline.predictions.count == report["split"]["testRows"]
     predictions = _predict(stored)
     assert set(predictions) <= {"setosa", "versicolor", "virginica"}
     phases = [json.loads(line).get("phase") for line in first.stdout.splitlines()]
@@ -149,6 +167,9 @@ def test_same_inputs_give_the_same_metrics_predictions_and_bytes(
     np.testing.assert_array_equal(_predict(first_model), _predict(second_model))
     # Canonical skops archives: separate processes produce byte-identical models.
     assert first["artifact"]["sha256"] == second["artifact"]["sha256"]
+    # And byte-identical baselines.
+    assert second["baseline"]["uri"].endswith("/run-2/baseline.json")
+    assert first["baseline"]["sha256"] == second["baseline"]["sha256"]
 
 
 def test_wrong_credentials_are_dataset_unavailable(s3: SeaweedS3, tmp_path: Path) -> None:

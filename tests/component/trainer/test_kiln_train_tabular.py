@@ -114,6 +114,7 @@ def test_boosting_models_are_byte_reproducible(tmp_path: Path, estimator: str) -
     assert first[0] == second[0] == 0, first
     assert first[1]["artifact"]["sha256"] == second[1]["artifact"]["sha256"]
     assert first[1]["metrics"] == second[1]["metrics"]
+    assert first[1]["baseline"]["sha256"] == second[1]["baseline"]["sha256"]
 
 
 def test_regression_target_with_missing_values_is_refused_naming_it(tmp_path: Path) -> None:

@@ -105,6 +105,7 @@ REPORT: dict[str, Any] = {
     "inputSchema": {"features": [{"name": "a", "dtype": "float64"}], "classes": [0, 1, 2]},
     "versions": {"python": "3.11.7", "sklearn": "1.5.2"},
     "artifact": {"uri": "s3://m/iris/run-2/model.skops", "sha256": "e" * 64, "format": "skops"},
+    "baseline": {"uri": "s3://m/iris/run-2/baseline.json", "sha256": "f" * 64},
 }
 
 
@@ -133,6 +134,7 @@ def test_model_version_manifest_is_valid_and_carries_lineage() -> None:
     assert manifest["metadata"]["annotations"][wire.LINEAGE_PARENT_VERSION] == "iris-v1"
     spec = manifest["spec"]
     assert spec["artifact"]["sha256"] == "e" * 64
+    assert spec["baseline"] == {"uri": "s3://m/iris/run-2/baseline.json", "sha256": "f" * 64}
     assert spec["trainingData"] == {"uri": "s3://d/iris.csv", "sha256": SHA}
     assert spec["source"] == {"namespace": "ml", "name": "iris-train", "uid": "uid-1", "run": 2}
     assert spec["libraryVersions"]["sklearn"] == "1.5.2"

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from kiln.contract.train_report import TrainerSuccess, parse_termination_message
 from kiln.trainer.errors import Reason
 from kiln.trainer.report import MAX_MESSAGE_BYTES, bounded, encode, failure_report
 
@@ -12,6 +13,7 @@ def _success(features: int, classes: int = 3) -> dict[str, object]:
     return {
         "ok": True,
         "artifact": {"uri": "s3://m/ns/job/run-1/model.skops", "sha256": "a" * 64},
+        "baseline": {"uri": "s3://m/ns/job/run-1/baseline.json", "sha256": "c" * 64},
         "dataset": {"uri": "s3://d/x.csv", "sha256": "b" * 64, "rows": 10},
         "metrics": {"accuracy": 0.5},
         "params": {"n_estimators": 10},
@@ -38,11 +40,27 @@ def test_huge_schema_is_truncated_under_the_kubernetes_limit() -> None:
     assert decoded["truncated"] is True
     # What the operator needs to register the model survives every shrink step.
     assert decoded["artifact"] == report["artifact"]
+    assert decoded["baseline"] == report["baseline"]
     assert decoded["dataset"] == report["dataset"]
     assert decoded["metrics"] == report["metrics"]
     assert decoded["fairness"]["gap"] == 0.1
     assert decoded["inputSchema"]["featuresCount"] == 5000
     assert decoded["inputSchema"]["features"][0] == "feature_00000"  # a prefix, in order
+
+
+def test_baseline_reference_survives_the_last_resort_shrink() -> None:
+    report = _success(features=10)
+    # Too many metrics for any shrink step: only the essentials are left.
+    report["metrics"] = {f"metric_{i:04d}": 0.123456 for i in range(400)}
+    message = bounded(report)
+    assert len(message) <= MAX_MESSAGE_BYTES
+    parsed = parse_termination_message(message.decode())
+    assert isinstance(parsed, TrainerSuccess) and parsed.truncated
+    assert parsed.baseline is not None
+    assert parsed.baseline.uri == "s3://m/ns/job/run-1/baseline.json"
+    assert parsed.baseline.sha256 == "c" * 64
+    assert parsed.artifact.sha256 == "a" * 64
+    assert parsed.metrics == {}  # the essentials only: the last resort was reached
 
 
 def test_prefix_kept_is_as_long_as_fits() -> None:
