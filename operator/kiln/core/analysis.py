@@ -474,7 +474,8 @@ def judge_input_drift(
         return result(
             "Inconclusive",
             f"the canary version's training baseline is not available{why}; its inputs "
-            "cannot be compared",
+            "cannot be compared (builtinChecks.drift.inputs: false judges the predictions "
+            "alone)",
         )
     answer = vectors.get(CANARY_INPUTS_KEY, _NO_VECTOR)
     if answer.status in ("unreachable", "error"):

@@ -430,7 +430,8 @@ def test_without_the_baseline_the_inputs_are_inconclusive_with_the_reason() -> N
     assert result.outcome == "Inconclusive"
     assert result.message == (
         "the canary version's training baseline is not available: baseline.json: 403; its "
-        "inputs cannot be compared"
+        "inputs cannot be compared (builtinChecks.drift.inputs: false judges the predictions "
+        "alone)"
     )
     assert "available; its" in inputs({}, baseline=None).message
 
