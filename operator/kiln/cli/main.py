@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kiln.cli import baseline, lineage, rollout, schema
+from kiln.cli import baseline, lineage, monitor, rollout, schema
 from kiln.cli.versions import CliError, add_subcommands
 
 
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=_dev)
     add_subcommands(sub)
     rollout.register(sub)
+    monitor.register(sub)
     lineage.register(sub)
     schema.register(sub)
     baseline.register(sub)

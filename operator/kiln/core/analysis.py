@@ -13,18 +13,32 @@ Outcomes (never a pass without evidence):
 - Inconclusive: the query answered but without a usable number (no series, NaN), or the
   canary served fewer than `minRequests` requests in the window.
 - Error: Prometheus could not be reached or rejected the query.
+
+The built-in drift check (`builtinChecks.drift`, off by default) reads distributions rather
+than one number (`VectorQuery`, answered by `VectorResult`s): the canary's predicted classes
+(or predicted-value buckets, for regressors) against stable's over the same window, and the
+canary's input bins against the training shares of its own baseline, each judged by PSI
+(`kiln.core.psi`). It gives the results `drift-predictions` and `drift-inputs`; too few
+rows on either track, or no baseline to compare the inputs with, is Inconclusive.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 from kiln.api.model_deployment import AnalysisOutcome, AnalysisResult, CanarySpec
+from kiln.contract.monitoring import (
+    FEATURE_BIN_METRIC,
+    MAX_MONITORED_FEATURES,
+    MISSING_BIN,
+    Baseline,
+)
+from kiln.core import psi as psi_
 
 REQUESTS_METRIC = "kiln_inference_requests_total"
 LATENCY_METRIC = "kiln_inference_request_duration_seconds_bucket"
@@ -62,6 +76,24 @@ class VectorResult:
 
 
 @dataclass(frozen=True)
+class VectorQuery:
+    """An instant query whose series are told apart by the label `by`."""
+
+    promql: str
+    by: str
+
+
+@dataclass(frozen=True)
+class DriftPlan:
+    """How to judge the built-in drift check (its queries are in `vector_queries`)."""
+
+    max_psi: float
+    min_rows: int
+    inputs: bool
+    has_stable: bool
+
+
+@dataclass(frozen=True)
 class CheckPlan:
     name: str
     canary_key: str
@@ -79,6 +111,8 @@ class AnalysisPlan:
     checks: tuple[CheckPlan, ...]
     window: str
     requests_key: str = REQUESTS_KEY
+    vector_queries: dict[str, VectorQuery] = field(default_factory=dict)
+    drift: DriftPlan | None = None
 
     @property
     def needs_requests(self) -> bool:
@@ -207,7 +241,299 @@ def plan(
                 queries[stable_key] = fill(check.query, stable_sel)
         min_requests = canary.min_requests if check.min_requests is None else check.min_requests
         checks.append(CheckPlan(check.name, key, stable_key, check.min, check.max, min_requests))
-    return AnalysisPlan(queries=queries, checks=tuple(checks), window=window)
+    vector_queries: dict[str, VectorQuery] = {}
+    drift = None
+    if builtin.drift.enabled:
+        vector_queries = drift_queries(canary_sel, stable_sel, window, inputs=builtin.drift.inputs)
+        drift = DriftPlan(
+            max_psi=builtin.drift.max_psi,
+            min_rows=builtin.drift.min_rows,
+            inputs=builtin.drift.inputs,
+            has_stable=stable_sel is not None,
+        )
+    return AnalysisPlan(
+        queries=queries,
+        checks=tuple(checks),
+        window=window,
+        vector_queries=vector_queries,
+        drift=drift,
+    )
+
+
+# -- the built-in drift check -------------------------------------------------------------
+
+DRIFT_PREDICTIONS_CHECK = "drift-predictions"
+DRIFT_INPUTS_CHECK = "drift-inputs"
+PREDICTIONS_METRIC = "kiln_predictions_total"  # classifiers: label `class`
+PREDICTION_BUCKET_METRIC = "kiln_prediction_value_bucket"  # regressors: fixed `le` buckets
+FEATURE_BIN_SERIES = FEATURE_BIN_METRIC + "_total"  # labels `feature`, `bin`
+# The inputs query joins `feature` and `bin` into one label (query_vector reads one), with
+# the ASCII unit separator between them: a character no column or category name carries
+# (written `\x1f` in the PromQL string literal, which Prometheus decodes as Go does).
+FEATURE_BIN_LABEL = "feature_bin"
+FEATURE_BIN_SEPARATOR = "\x1f"
+CANARY_CLASSES_KEY = "canary/drift/classes"
+STABLE_CLASSES_KEY = "stable/drift/classes"
+CANARY_BUCKETS_KEY = "canary/drift/buckets"
+STABLE_BUCKETS_KEY = "stable/drift/buckets"
+CANARY_INPUTS_KEY = "canary/drift/inputs"
+
+# feature -> bin label -> share in the training data (what `feature_shares` makes).
+InputBaseline = Mapping[str, Mapping[str, float]]
+
+
+def classes_template() -> str:
+    return f"sum by (class) (increase({PREDICTIONS_METRIC}{{{SELECTOR}}}[{INTERVAL}]))"
+
+
+def buckets_template() -> str:
+    return f"sum by (le) (increase({PREDICTION_BUCKET_METRIC}{{{SELECTOR}}}[{INTERVAL}]))"
+
+
+def inputs_template() -> str:
+    bins = f"sum by (feature, bin) (increase({FEATURE_BIN_SERIES}{{{SELECTOR}}}[{INTERVAL}]))"
+    return f'label_join({bins}, "{FEATURE_BIN_LABEL}", "\\x1f", "feature", "bin")'
+
+
+def drift_queries(
+    canary_sel: str, stable_sel: str | None, window: str, *, inputs: bool
+) -> dict[str, VectorQuery]:
+    """The drift check's queries: both tracks' predicted classes and predicted-value buckets
+    (whichever the model exports has data), and the canary's input bins."""
+
+    def fill(template: str, selector: str) -> str:
+        return template.replace(SELECTOR, selector).replace(INTERVAL, window)
+
+    queries = {CANARY_CLASSES_KEY: VectorQuery(fill(classes_template(), canary_sel), "class")}
+    queries[CANARY_BUCKETS_KEY] = VectorQuery(fill(buckets_template(), canary_sel), "le")
+    if stable_sel is not None:
+        queries[STABLE_CLASSES_KEY] = VectorQuery(fill(classes_template(), stable_sel), "class")
+        queries[STABLE_BUCKETS_KEY] = VectorQuery(fill(buckets_template(), stable_sel), "le")
+    if inputs:
+        queries[CANARY_INPUTS_KEY] = VectorQuery(
+            fill(inputs_template(), canary_sel), FEATURE_BIN_LABEL
+        )
+    return queries
+
+
+def feature_shares(baseline: Baseline) -> dict[str, dict[str, float]]:
+    """A ModelVersion's training shares per feature and bin, for the features kiln-serve
+    counts (the first MAX_MONITORED_FEATURES, in baseline order). Missing values are not a
+    bin of the baseline's distributions, so they are not compared."""
+    return {
+        f.name: dict(zip(f.distribution.bin_labels(), f.distribution.shares, strict=False))
+        for f in baseline.features[:MAX_MONITORED_FEATURES]
+    }
+
+
+def decumulate(buckets: Mapping[str, float]) -> dict[str, float]:
+    """Cumulative `le` buckets -> the count of each bucket, named by its interval.
+
+    Negative differences (an `increase()` extrapolated per series) count as 0; a bucket
+    whose `le` is not a number is ignored."""
+    bounds: list[tuple[float, str]] = []
+    for le in buckets:
+        try:
+            bounds.append((float(le), le))
+        except ValueError:
+            continue
+    bounds.sort()
+    counts: dict[str, float] = {}
+    previous_bound, previous_count = -math.inf, 0.0
+    for bound, le in bounds:
+        cumulative = buckets[le]
+        low = "-Inf" if previous_bound == -math.inf else f"{previous_bound:g}"
+        high = "+Inf" if bound == math.inf else f"{bound:g}"
+        counts[f"({low}, {high}]"] = max(0.0, cumulative - previous_count)
+        previous_bound, previous_count = bound, max(previous_count, cumulative)
+    return counts
+
+
+def split_feature_bins(values: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """The inputs query's `feature<US>bin` keys -> feature -> bin -> count."""
+    features: dict[str, dict[str, float]] = {}
+    for key, count in values.items():
+        feature, found, label = key.partition(FEATURE_BIN_SEPARATOR)
+        if found:
+            features.setdefault(feature, {})[label] = count
+    return features
+
+
+_NO_VECTOR = VectorResult("no_data", {}, "no result for this query")
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f}%"
+
+
+def _drift_result(
+    check: str, drift: DriftPlan, step: int, now: datetime
+) -> Callable[..., AnalysisResult]:
+    def result(
+        outcome: AnalysisOutcome,
+        message: str,
+        value: float | None = None,
+        rows: float | None = None,
+    ) -> AnalysisResult:
+        return AnalysisResult(
+            check=check,
+            step=step,
+            outcome=outcome,
+            value=value,
+            max=drift.max_psi,
+            requests=rows,
+            message=message[:1024],
+            time=now,
+        )
+
+    return result
+
+
+def judge_prediction_drift(
+    drift: DriftPlan, vectors: Mapping[str, VectorResult], *, step: int, now: datetime
+) -> AnalysisResult:
+    """The canary's prediction distribution against stable's over the same window."""
+    result = _drift_result(DRIFT_PREDICTIONS_CHECK, drift, step, now)
+    if not drift.has_stable:
+        return result("Inconclusive", "no stable version to compare the canary's predictions with")
+    chosen: tuple[str, dict[str, float], dict[str, float]] | None = None
+    for kind, canary_key, stable_key, metric in (
+        ("class", CANARY_CLASSES_KEY, STABLE_CLASSES_KEY, PREDICTIONS_METRIC),
+        ("bucket", CANARY_BUCKETS_KEY, STABLE_BUCKETS_KEY, PREDICTION_BUCKET_METRIC),
+    ):
+        canary = vectors.get(canary_key, _NO_VECTOR)
+        stable = vectors.get(stable_key, _NO_VECTOR)
+        for track, answer in (("canary", canary), ("stable", stable)):
+            if answer.status in ("unreachable", "error"):
+                return result("Error", f"{track} {metric} query: {answer.status}: {answer.message}")
+        if canary.status != "ok" and stable.status != "ok":
+            continue  # not this kind of model: try the next series
+        for track, answer in (("canary", canary), ("stable", stable)):
+            if answer.status != "ok":
+                return result(
+                    "Inconclusive", f"no {metric} series for the {track} track in the window"
+                )
+        convert = dict if kind == "class" else decumulate
+        chosen = (kind, convert(canary.values), convert(stable.values))
+        break
+    if chosen is None:
+        return result(
+            "Inconclusive",
+            f"no {PREDICTIONS_METRIC} or {PREDICTION_BUCKET_METRIC} series in the window",
+        )
+    kind, canary_counts, stable_counts = chosen
+    canary_rows = sum(max(0.0, c) for c in canary_counts.values())
+    stable_rows = sum(max(0.0, c) for c in stable_counts.values())
+    if canary_rows < drift.min_rows or stable_rows < drift.min_rows:
+        return result(
+            "Inconclusive",
+            f"only {canary_rows:.0f} canary and {stable_rows:.0f} stable predicted rows in the "
+            f"window, {drift.min_rows} needed on each track before the check counts",
+            rows=canary_rows,
+        )
+    expected = psi_.shares(stable_counts)
+    observed = psi_.shares(canary_counts)
+    terms = psi_.psi_terms(expected, canary_counts)
+    value = sum(terms.values())
+    worst = psi_.worst_bin(terms) or ""
+    detail = (
+        f"worst {kind} {worst!r}: canary {_percent(observed.get(worst, 0.0))} vs stable "
+        f"{_percent(expected.get(worst, 0.0))}; {canary_rows:.0f} canary / "
+        f"{stable_rows:.0f} stable rows"
+    )
+    if value > drift.max_psi:
+        return result(
+            "Failed",
+            f"canary predictions differ from stable's: PSI {value:.4g} > {drift.max_psi:g} "
+            f"({detail})",
+            value,
+            canary_rows,
+        )
+    return result(
+        "Successful",
+        f"canary predictions vs stable's: PSI {value:.4g} <= {drift.max_psi:g} ({detail})",
+        value,
+        canary_rows,
+    )
+
+
+def judge_input_drift(
+    drift: DriftPlan,
+    vectors: Mapping[str, VectorResult],
+    baseline: InputBaseline | None,
+    *,
+    step: int,
+    now: datetime,
+    baseline_message: str = "",
+) -> AnalysisResult:
+    """The canary's input bins against its own version's training shares, per feature; the
+    feature with the highest PSI decides."""
+    result = _drift_result(DRIFT_INPUTS_CHECK, drift, step, now)
+    if baseline is None:
+        why = f": {baseline_message}" if baseline_message else ""
+        return result(
+            "Inconclusive",
+            f"the canary version's training baseline is not available{why}; its inputs "
+            "cannot be compared (builtinChecks.drift.inputs: false judges the predictions "
+            "alone)",
+        )
+    answer = vectors.get(CANARY_INPUTS_KEY, _NO_VECTOR)
+    if answer.status in ("unreachable", "error"):
+        return result("Error", f"canary {FEATURE_BIN_SERIES} query: {answer.status}: "
+                      f"{answer.message}")  # fmt: skip
+    if answer.status != "ok":
+        return result(
+            "Inconclusive", f"no {FEATURE_BIN_SERIES} series for the canary track in the window"
+        )
+    observed = split_feature_bins(answer.values)
+    judged: list[tuple[float, str, str, float, float, float]] = []
+    thin: list[str] = []
+    most = 0.0
+    for feature, expected in baseline.items():
+        counts = {b: c for b, c in observed.get(feature, {}).items() if b != MISSING_BIN}
+        samples = sum(max(0.0, c) for c in counts.values())
+        most = max(most, samples)
+        if not expected or sum(expected.values()) <= 0:
+            continue  # nothing measured in training (an all-missing column)
+        if samples < drift.min_rows:
+            thin.append(feature)
+            continue
+        terms = psi_.psi_terms(expected, counts)
+        worst = psi_.worst_bin(terms) or ""
+        share = psi_.shares(counts).get(worst, 0.0)
+        judged.append(
+            (sum(terms.values()), feature, worst, share, expected.get(worst, 0.0), samples)
+        )
+    not_judged = f"; not judged (< {drift.min_rows} values): {', '.join(thin)}" if thin else ""
+    if not judged:
+        return result(
+            "Inconclusive",
+            f"no input feature has {drift.min_rows} values in the window (most: {most:.0f})",
+            rows=most,
+        )
+    judged.sort(key=lambda j: -j[0])
+    value, feature, worst, share, trained, samples = judged[0]
+    detail = (
+        f"{feature!r} bin {worst!r}: canary {_percent(share)} vs training {_percent(trained)}, "
+        f"{samples:.0f} values"
+    )
+    if value > drift.max_psi:
+        others = [f"{f} {v:.3g}" for v, f, *_ in judged[1:] if v > drift.max_psi]
+        also = f"; also over: {', '.join(others)}" if others else ""
+        return result(
+            "Failed",
+            f"canary inputs drift from its training baseline: {feature} PSI {value:.4g} > "
+            f"{drift.max_psi:g} ({detail}){also}{not_judged}",
+            value,
+            most,
+        )
+    return result(
+        "Successful",
+        f"canary inputs vs its training baseline: highest PSI {value:.4g} <= "
+        f"{drift.max_psi:g} ({detail}; {len(judged)} features judged){not_judged}",
+        value,
+        most,
+    )
 
 
 _MISSING = QueryResult("no_data", None, "no result for this query")
@@ -219,14 +545,35 @@ def evaluate(
     *,
     step: int,
     now: datetime,
+    vectors: Mapping[str, VectorResult] | None = None,
+    input_baseline: InputBaseline | None = None,
+    baseline_message: str = "",
 ) -> Verdict:
     """Judge every check; the overall outcome is the worst of them.
 
     Failed > Error > Inconclusive > Successful: one failing check fails the analysis even
     when another could not be measured; an unmeasurable check keeps it from passing.
+
+    `vectors` answer `analysis.vector_queries` (the drift check); `input_baseline` is the
+    canary version's training shares (`feature_shares`), None when it could not be read
+    (`baseline_message` says why), which leaves the inputs part Inconclusive.
     """
     requests_result = results.get(analysis.requests_key, _MISSING)
     judged = [_judge(c, results, requests_result, step, now) for c in analysis.checks]
+    if analysis.drift is not None:
+        answers = vectors or {}
+        judged.append(judge_prediction_drift(analysis.drift, answers, step=step, now=now))
+        if analysis.drift.inputs:
+            judged.append(
+                judge_input_drift(
+                    analysis.drift,
+                    answers,
+                    input_baseline,
+                    step=step,
+                    now=now,
+                    baseline_message=baseline_message,
+                )
+            )
     return Verdict(overall([r.outcome for r in judged]), judged)
 
 

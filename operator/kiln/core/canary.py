@@ -11,7 +11,8 @@ replicas, route weights, consumed one-shot annotations), the new status and the 
 
 Analysis is two-phase: when a step's interval has elapsed and the canary is ready, `step`
 returns `Decision.analysis` (the PromQL to run) instead of deciding; the handler runs the
-queries and calls `step` again with their results in `Observations.analysis`.
+queries and calls `step` again with their results in `Observations.analysis` (and the
+answers to its vector queries, the drift check's, in `Observations.vectors`).
 
 Rules (see docs/canary.md):
 - The first version goes straight to stable (there is nothing to compare it with); so does
@@ -185,6 +186,12 @@ class Observations:
     canary: TrackObservation = field(default_factory=TrackObservation)
     commands: Commands = field(default_factory=Commands)
     analysis: Mapping[str, an.QueryResult] | None = None
+    # The answers to the plan's vector queries (the built-in drift check).
+    vectors: Mapping[str, an.VectorResult] | None = None
+    # The canary version's training shares per feature and bin (`an.feature_shares` of its
+    # baseline) for the drift check's inputs part; None: not read (the message says why).
+    canary_baseline: an.InputBaseline | None = None
+    canary_baseline_message: str = ""
 
 
 # -- outputs -----------------------------------------------------------------------------
@@ -623,7 +630,15 @@ class _Machine:
         results: Mapping[str, an.QueryResult],
     ) -> None:
         st = self.st
-        verdict = an.evaluate(plan, results, step=st.current_step, now=self.now)
+        verdict = an.evaluate(
+            plan,
+            results,
+            step=st.current_step,
+            now=self.now,
+            vectors=self.obs.vectors,
+            input_baseline=self.obs.canary_baseline,
+            baseline_message=self.obs.canary_baseline_message,
+        )
         st.analysis = [*st.analysis, *verdict.results][-MAX_ANALYSIS_RESULTS:]
         st.last_analysis_time = self.now
         st.last_analysis_outcome = verdict.outcome

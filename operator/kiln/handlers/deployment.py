@@ -173,8 +173,10 @@ class DeploymentController(Controller):
         decision = canary.step(md.spec, md.status, observations, now)
         if decision.analysis is not None:
             results = await self.prometheus.query_many(decision.analysis.queries)
+            vector_queries = decision.analysis.vector_queries  # the drift check's, if on
+            vectors = await self.prometheus.query_vectors(vector_queries) if vector_queries else {}
             now = self.clock()
-            observations = replace(observations, analysis=dict(results))
+            observations = replace(observations, analysis=dict(results), vectors=vectors)
             decision = canary.step(md.spec, md.status, observations, now)
         by_name = {v.metadata.name: v for v in versions if v.metadata.name}
         try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from kiln.core.analysis import QueryResult, QueryStatus, VectorResult
+from kiln.core.analysis import QueryResult, QueryStatus, VectorQuery, VectorResult
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 
@@ -91,6 +91,13 @@ class PrometheusClient:
     async def query_many(self, queries: Mapping[str, str]) -> dict[str, QueryResult]:
         keys = list(queries)
         answers = await asyncio.gather(*(self.query(queries[k]) for k in keys))
+        return dict(zip(keys, answers, strict=True))
+
+    async def query_vectors(self, queries: Mapping[str, VectorQuery]) -> dict[str, VectorResult]:
+        keys = list(queries)
+        answers = await asyncio.gather(
+            *(self.query_vector(queries[k].promql, queries[k].by) for k in keys)
+        )
         return dict(zip(keys, answers, strict=True))
 
 

@@ -16,7 +16,8 @@ from tests.support.builders import ModelDeploymentBuilder, ModelVersionBuilder
 from tests.support.kmock_api import kube_client
 from tests.support.matchers import has_condition, posted_events
 
-from kiln.core.analysis import REQUESTS_KEY, QueryResult
+from kiln.core import analysis as an
+from kiln.core.analysis import REQUESTS_KEY, QueryResult, VectorQuery, VectorResult
 from kiln.handlers.deployment import DeploymentController, contains
 from kiln.k8s.client import (
     DEPLOYMENTS,
@@ -35,10 +36,16 @@ class FakePrometheus:
     def __init__(self) -> None:
         self.results: dict[str, QueryResult] = {}
         self.asked: list[dict[str, str]] = []
+        self.vectors: dict[str, VectorResult] = {}
+        self.asked_vectors: list[dict[str, VectorQuery]] = []
 
     async def query_many(self, queries: Mapping[str, str]) -> dict[str, QueryResult]:
         self.asked.append(dict(queries))
         return {k: self.results.get(k, QueryResult("no_data")) for k in queries}
+
+    async def query_vectors(self, queries: Mapping[str, VectorQuery]) -> dict[str, VectorResult]:
+        self.asked_vectors.append(dict(queries))
+        return {k: self.vectors.get(k, VectorResult("no_data")) for k in queries}
 
     async def close(self) -> None:
         return None
@@ -199,6 +206,47 @@ async def test_first_version_then_canary_then_promotion(
     reasons = event_reasons(kmock)
     for reason in ("Deploying", "Serving", "RolloutStarted", "AnalysisInconclusive", "Promoted"):
         assert reason in reasons
+
+
+async def test_the_drift_check_runs_vector_queries_and_rolls_a_differing_canary_back(
+    world: tuple[DeploymentController, Any],
+) -> None:
+    c, _ = world
+    clock: Clock = c.clock  # type: ignore[assignment]
+    prometheus: FakePrometheus = c.prometheus  # type: ignore[assignment]
+    drift = {"enabled": True, "inputs": False}
+    await c.client.patch(
+        MODEL_DEPLOYMENTS,
+        NS,
+        "iris",
+        {"spec": {"canary": {"failureLimit": 0, "builtinChecks": {"drift": drift}}}},
+    )
+    await c.reconcile((NS, "iris"))
+    await mark_ready(c, "iris-stable")
+    await c.reconcile((NS, "iris"))
+    await c.client.create(MODEL_VERSIONS, NS, model_version(2))
+    await c.reconcile((NS, "iris"))
+    await mark_ready(c, "iris-canary")
+    clock.advance(10)
+    prometheus.results = {
+        REQUESTS_KEY: QueryResult.of(500),
+        "canary/error-rate": QueryResult.of(0.0),
+        "canary/latency-p99": QueryResult.of(0.01),
+    }
+    prometheus.vectors = {
+        an.CANARY_CLASSES_KEY: VectorResult("ok", {"setosa": 480, "versicolor": 10}),
+        an.STABLE_CLASSES_KEY: VectorResult("ok", {"setosa": 250, "versicolor": 250}),
+    }
+    await c.reconcile((NS, "iris"))
+    (asked,) = prometheus.asked_vectors
+    assert 'version="iris-v2",track="canary"' in asked[an.CANARY_CLASSES_KEY].promql
+    assert 'version="iris-v1",track="stable"' in asked[an.STABLE_CLASSES_KEY].promql
+    status = await md_status(c)
+    assert (status["phase"], status["reason"]) == ("RolledBack", "AnalysisFailed")
+    drift_result = next(r for r in status["analysis"] if r["check"] == "drift-predictions")
+    assert drift_result["outcome"] == "Failed" and drift_result["max"] == 0.2
+    assert drift_result["requests"] == 490 and drift_result["value"] > 0.2
+    assert "worst class 'versicolor'" in drift_result["message"]
 
 
 async def test_abort_annotation_rolls_back_and_is_removed(
