@@ -12,10 +12,9 @@ of those counters. It is compared with the training shares of the same bins:
 - **Bins the baseline does not know** (a label the server reports that the profile lacks)
   are kept with an expected share of 0.
 - **PSI** = sum over bins of (o - e) * ln(o / e), with o and e the observed and expected
-  shares. An empty bin would make it infinite, so every share below `EPSILON` (1e-4) is
-  raised to it and the shares renormalised to 1 (on both sides) before the sum. That bounds
-  one empty bin's term to about (e) * ln(e / 1e-4): a bin of 10 % that is never seen any
-  more adds 0.69, well over the 0.2 rule of thumb, as it should.
+  shares, computed by `kiln.core.psi` (the one implementation; its docstring says how empty
+  bins are smoothed): a bin of 10 % that is never seen any more adds about 0.69, well over
+  the 0.2 rule of thumb, as it should.
 - **Jensen-Shannon** divergence (base 2, in [0, 1]) needs no smoothing; it is given for
   dashboards and checks that prefer a bounded measure.
 
@@ -31,8 +30,8 @@ from dataclasses import dataclass
 
 from kiln.api.monitoring import MAX_REPORTED_FEATURES, DriftSpec, FeatureDrift
 from kiln.contract.monitoring import MAX_MONITORED_FEATURES, MISSING_BIN, Baseline, Distribution
+from kiln.core import psi as psi_
 
-EPSILON = 1e-4
 DIGITS = 4
 
 
@@ -43,20 +42,16 @@ def _normalise(values: Sequence[float]) -> list[float]:
     return [v / total for v in values]
 
 
-def _smooth(shares: Sequence[float]) -> list[float]:
-    return _normalise([max(s, EPSILON) for s in shares])
-
-
 def psi(expected: Sequence[float], observed: Sequence[float]) -> float:
     """Population stability index of `observed` against `expected` (shares or counts of the
-    same bins, in the same order), with `EPSILON` smoothing of empty bins."""
+    same bins, in the same order), through `kiln.core.psi` (its epsilon smoothing)."""
     if len(expected) != len(observed):
         raise ValueError("expected and observed must have the same bins")
-    if not expected:
+    if sum(expected) <= 0 or sum(observed) <= 0:
         return 0.0
-    e = _smooth(_normalise(expected))
-    o = _smooth(_normalise(observed))
-    return sum((oi - ei) * math.log(oi / ei) for oi, ei in zip(o, e, strict=True))
+    bins = [str(i) for i in range(len(expected))]
+    expected_shares = dict(zip(bins, _normalise(expected), strict=True))
+    return psi_.psi(expected_shares, dict(zip(bins, observed, strict=True)))
 
 
 def jensen_shannon(expected: Sequence[float], observed: Sequence[float]) -> float:

@@ -175,10 +175,22 @@ class DeploymentController(Controller):
             results = await self.prometheus.query_many(decision.analysis.queries)
             vector_queries = decision.analysis.vector_queries  # the drift check's, if on
             vectors = await self.prometheus.query_vectors(vector_queries) if vector_queries else {}
+            shares, why = (None, "")
+            if _compares_canary_inputs(md):
+                canary_version = versions_by_name(versions).get(
+                    decision.status.canary_version or ""
+                )
+                shares, why = await self.monitor.input_shares(md, canary_version)
             now = self.clock()
-            observations = replace(observations, analysis=dict(results), vectors=vectors)
+            observations = replace(
+                observations,
+                analysis=dict(results),
+                vectors=vectors,
+                canary_baseline=shares,
+                canary_baseline_message=why,
+            )
             decision = canary.step(md.spec, md.status, observations, now)
-        by_name = {v.metadata.name: v for v in versions if v.metadata.name}
+        by_name = versions_by_name(versions)
         try:
             await self._apply(md, decision.actions, by_name)
         except serving.ServingBuildError as e:
@@ -377,6 +389,16 @@ def _explicit_nulls(model: BaseModel, wire: dict[str, Any]) -> None:
             wire[key] = None
         elif isinstance(value, BaseModel) and isinstance(wire[key], dict):
             _explicit_nulls(value, wire[key])
+
+
+def versions_by_name(versions: list[ModelVersion]) -> dict[str, ModelVersion]:
+    return {v.metadata.name: v for v in versions if v.metadata.name}
+
+
+def _compares_canary_inputs(md: ModelDeployment) -> bool:
+    """Whether the canary's drift check compares its inputs with its own baseline."""
+    drift = md.spec.canary.builtin_checks.drift if md.spec.canary else None
+    return drift is not None and drift.enabled and drift.inputs
 
 
 def _check_owner(uid: str | None, current: Mapping[str, Any]) -> None:

@@ -47,16 +47,18 @@ from kiln.contract.monitoring import (
 )
 from kiln.core import monitoring as mon
 from kiln.core import quality as ql
+from kiln.core.analysis import feature_shares
 from kiln.k8s.client import SECRETS, ApiError, KubeClient
 from kiln.services.prometheus import PrometheusClient
 from kiln.store import ObjectStore, StoreError, normalise_sha256, parse_uri
+from kiln.store.baseline import read_baseline
+from kiln.store.errors import IntegrityError, InvalidObject
 from kiln.store.s3 import make_s3_client
 
 logger = logging.getLogger(__name__)
 
 BASELINE_UNAVAILABLE = "BaselineUnavailable"
 BASELINE_INTEGRITY = "BaselineIntegrityError"
-MAX_BASELINE_BYTES = 16 * 1024 * 1024
 MAX_CACHED_BASELINES = 64
 _STAMP = re.compile(r"-(\d{8}T\d{12}Z)-\d+\.jsonl$")
 
@@ -204,6 +206,25 @@ class MonitoringReader:
         return mon.Observation(facts, bins=bins, capture=capture, join=join)
 
     # -- the baseline ------------------------------------------------------------------
+    async def input_shares(
+        self, md: ModelDeployment, version: ModelVersion | None
+    ) -> tuple[dict[str, dict[str, float]] | None, str]:
+        """A canary version's training shares per feature and bin (the canary drift check's
+        inputs comparison), or why there are none."""
+        if version is None:
+            return None, "the canary version is not known"
+        if version.spec.baseline is None:
+            return None, f"{version.metadata.name} has no training baseline"
+        try:
+            env: dict[str, str] | None = await self.environment(md)
+            env_problem = ""
+        except ApiError as e:
+            env, env_problem = None, f"S3 credentials Secret not read: {e}"
+        baseline, problem = await self.baseline(version, env, env_problem)
+        if baseline is None:
+            return None, problem[1] if problem else "the baseline was not read"
+        return feature_shares(baseline), ""
+
     async def baseline(
         self, version: ModelVersion, env: dict[str, str] | None, env_problem: str
     ) -> tuple[Baseline | None, tuple[str, str] | None]:
@@ -217,20 +238,13 @@ class MonitoringReader:
         if env is None:
             return None, (BASELINE_UNAVAILABLE, env_problem)
         try:
-            blob = await asyncio.to_thread(
-                ObjectStore(env=env).read, ref.uri, max_bytes=MAX_BASELINE_BYTES
-            )
+            baseline = await asyncio.to_thread(read_baseline, ObjectStore(env=env), ref)
+        except IntegrityError as e:
+            return None, (BASELINE_INTEGRITY, f"baseline {e}")
+        except InvalidObject as e:
+            return None, (BASELINE_UNAVAILABLE, str(e))
         except Exception as e:  # StoreError, OSError, botocore's: the store is not usable
             return None, (BASELINE_UNAVAILABLE, f"baseline {ref.uri} not read: {e}")
-        if normalise_sha256(blob.sha256) != digest:
-            return None, (
-                BASELINE_INTEGRITY,
-                f"baseline {ref.uri} has sha256 {blob.sha256}, the ModelVersion records {digest}",
-            )
-        try:
-            baseline = Baseline.model_validate_json(blob.data)
-        except ValidationError as e:
-            return None, (BASELINE_UNAVAILABLE, f"baseline {ref.uri} is not a baseline: {e}")
         if len(self._baselines) >= MAX_CACHED_BASELINES:
             self._baselines.pop(next(iter(self._baselines)))
         self._baselines[digest] = baseline
