@@ -17,6 +17,7 @@ from tests.support.builders import ModelDeploymentBuilder, ModelVersionBuilder
 from tests.support.manifests import ROOT, find, kustomize, promtool
 
 import kiln.telemetry
+import kiln.telemetry.monitoring  # registers the monitoring gauges
 import kiln.telemetry.rollouts  # noqa: F401  (registers the rollout metrics)
 from kiln.api import wire
 from kiln.api.model_deployment import ModelDeployment
