@@ -73,6 +73,13 @@ class QualitySpec(KilnModel):
     min_labelled: int = Field(
         default=50, ge=1, description="Labelled predictions needed in the window to judge."
     )
+    max_label_delay_seconds: int = Field(
+        default=3600,
+        ge=0,
+        le=7 * 86400,
+        description="Labels arrive after their predictions: the labels received in the "
+        "window are matched with predictions made up to this long before the window.",
+    )
 
 
 class CaptureSpec(KilnModel):

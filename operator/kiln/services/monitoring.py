@@ -265,9 +265,14 @@ class MonitoringReader:
         try:
             store = self.store_factory(env)
             budget = [self.max_records]
-            window = (capture.destination, capture.flush_seconds, start, end, budget)
-            predictions = list(self._records(store, md, "predictions", *window))
-            feedback = list(self._records(store, md, "feedback", *window))
+            # Labels received in the window, for predictions made up to the longest label
+            # delay before it.
+            predicted_from = start - timedelta(seconds=spec.quality.max_label_delay_seconds)
+            common = (capture.destination, capture.flush_seconds)
+            predictions = list(
+                self._records(store, md, "predictions", *common, predicted_from, end, budget)
+            )
+            feedback = list(self._records(store, md, "feedback", *common, start, end, budget))
         except Exception as e:  # StoreError, OSError, botocore's: the store is not usable
             return mon.JoinResult(error=f"{type(e).__name__}: {e}")
         joined = ql.join(
@@ -275,7 +280,7 @@ class MonitoringReader:
             (r for r in feedback if isinstance(r, FeedbackRecord)),
             version=version,
             track="stable",
-            start=start,
+            start=predicted_from,
             end=end,
         )
         read = len(predictions) + len(feedback)

@@ -72,9 +72,13 @@ def md() -> ModelDeployment:
     )  # fmt: skip
 
 
-def spec() -> MonitoringSpec:
+def spec(max_label_delay: int = 0) -> MonitoringSpec:
     return MonitoringSpec.model_validate(
-        {"windowSeconds": 300, "capture": {"destination": DEST, "flushSeconds": 10}}
+        {
+            "windowSeconds": 300,
+            "capture": {"destination": DEST, "flushSeconds": 10},
+            "quality": {"maxLabelDelaySeconds": max_label_delay},
+        }
     )
 
 
@@ -105,6 +109,24 @@ def test_the_window_reads_across_an_hour_and_skips_old_objects() -> None:
     assert result.joined.captured == 2 and len(result.joined.pairs) == 2
     assert old not in bucket.read_uris
     assert not result.capped and result.records_read == 5
+
+
+def test_labels_of_the_window_join_predictions_made_up_to_the_label_delay_before_it() -> None:
+    bucket = Bucket()
+    start = NOW - timedelta(seconds=300)
+    long_ago = start - timedelta(minutes=40)
+    bucket.put("predictions", long_ago, [prediction(1, long_ago)])
+    bucket.put(
+        "predictions", start - timedelta(hours=2), [prediction(2, start - timedelta(hours=2))]
+    )
+    bucket.put("feedback", NOW - timedelta(seconds=30),
+               [FeedbackRecord(id=f"r{i}", time=NOW - timedelta(seconds=30), label="a")
+                for i in (1, 2)])  # fmt: skip
+    joined = reader(bucket).read_join({}, md(), "iris-v1", spec(3600), start, NOW).joined
+    assert joined is not None and len(joined.pairs) == 1
+    assert joined.pairs[0].delay_seconds == pytest.approx(44.5 * 60)
+    joined = reader(bucket).read_join({}, md(), "iris-v1", spec(0), start, NOW).joined
+    assert joined is not None and joined.pairs == []
 
 
 def test_the_read_is_capped_newest_first() -> None:
