@@ -1,0 +1,355 @@
+"""Data capture: predicted rows and feedback labels written to S3 as JSON Lines objects.
+
+The request path only decides whether a request is sampled and appends a reference to
+its (already computed) arrays to a bounded in-memory queue; a background thread turns
+queued requests into `kiln.contract.monitoring.PredictionRecord` / `FeedbackRecord`
+lines and writes one object per `max_records` records or `flush_seconds`, whichever
+comes first, at `contract.object_key(...)`.
+
+Capture never blocks or fails a request:
+- the queue is bounded in records; a request that does not fit is dropped whole and its
+  rows are counted `dropped`;
+- when a write fails (the store is down) the writer keeps the batch and retries it with
+  back-off (0.5 s doubling to 30 s) under the same key, so a retried write can never
+  leave a duplicate object; meanwhile the queue fills and further records are dropped
+  (counted), and capture resumes by itself when the store answers again;
+- records count as `written` only once their object's put succeeded; records that
+  cannot be serialised, or that are still unwritten when a shutdown's time runs out,
+  count as `failed`.
+
+Memory is bounded by the queue (`queue_records`) plus at most one object per kind being
+assembled or retried. Each worker process has its own queue and writer; the key's pod
+part (`<pod>-w<index>` with several workers) keeps their objects apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from kiln.contract.monitoring import RecordKind, object_key
+from kiln.server.config import CaptureConfig
+
+log = logging.getLogger("kiln.server")
+
+CONTENT_TYPE = "application/x-ndjson"
+POLL_SECONDS = 0.05  # how often the writer looks at the queue
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
+_YIELD_EVERY_ROWS = 256  # serialising rows: let the event loop's thread take the GIL
+
+
+class Store(Protocol):
+    def put(self, uri: str, data: bytes, *, content_type: str = ...) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ColumnLayout:
+    """How to write a request matrix's columns: names, and which hold booleans/text."""
+
+    names: tuple[str, ...]
+    booleans: frozenset[int] = frozenset()
+    objects: bool = False  # an object matrix (tabular with text columns)
+
+
+@dataclass(slots=True)
+class _Predictions:
+    request_id: str
+    at: float
+    features: np.ndarray
+    values: np.ndarray
+    probabilities: np.ndarray | None
+    rows: int
+
+
+@dataclass(slots=True)
+class _Feedback:
+    at: float
+    labels: list[tuple[str, int, Any]]
+    rows: int
+
+
+@dataclass
+class _Batch:
+    kind: RecordKind
+    lines: list[bytes] = field(default_factory=list)
+    first: float = 0.0  # epoch seconds of its first record
+    opened: float = 0.0  # monotonic time the first record arrived
+
+
+def sampled(request_id: str, rate: float) -> bool:
+    """Deterministic per id: the same id is always in (or out of) a given sample."""
+    if rate >= 1.0:
+        return True
+    if rate <= 0.0:
+        return False
+    return zlib.crc32(request_id.encode()) < rate * 4294967296.0
+
+
+class CaptureWriter:
+    """One worker's capture queue and the thread that writes it out."""
+
+    def __init__(
+        self,
+        config: CaptureConfig,
+        *,
+        model: str,
+        version: str,
+        track: str,
+        pod: str,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._model, self._version, self._track, self._pod = model, version, track, pod
+        self._store = store
+        self._clock = clock
+        self._queue: deque[_Predictions | _Feedback] = deque()
+        self._queued = 0  # records in the queue
+        self._lock = threading.Lock()
+        self._counts = {"written": 0, "dropped": 0, "failed": 0}
+        self._columns = ColumnLayout(())
+        self._sequence = 0
+        self._stop = threading.Event()
+        self._deadline = float("inf")  # monotonic: give up retrying (shutdown)
+        self._thread: threading.Thread | None = None
+        self._batches: dict[RecordKind, _Batch] = {
+            "predictions": _Batch("predictions"),
+            "feedback": _Batch("feedback"),
+        }
+
+    # -- the request path (event loop thread) --------------------------------------------
+
+    def set_columns(self, columns: ColumnLayout) -> None:
+        self._columns = columns
+
+    def wants(self, request_id: str) -> bool:
+        return sampled(request_id, self.config.sample_rate)
+
+    def offer_predictions(
+        self,
+        request_id: str,
+        features: np.ndarray,
+        values: np.ndarray,
+        probabilities: np.ndarray | None,
+    ) -> bool:
+        """Queue a predicted request's rows (references only); False when dropped."""
+        rows = int(features.shape[0])
+        item = _Predictions(request_id, self._clock(), features, values, probabilities, rows)
+        return self._offer(item, rows)
+
+    def offer_feedback(self, labels: list[tuple[str, int, Any]]) -> bool:
+        """Queue feedback labels, all or none (the caller answers 503 when none)."""
+        return self._offer(_Feedback(self._clock(), labels, len(labels)), len(labels), True)
+
+    def _offer(self, item: _Predictions | _Feedback, rows: int, refuse: bool = False) -> bool:
+        with self._lock:
+            if self._queued + rows > self.config.queue_records:
+                if not refuse:
+                    self._counts["dropped"] += rows
+                return False
+            self._queued += rows
+            self._queue.append(item)
+        return True
+
+    def counts(self) -> tuple[dict[str, int], int]:
+        with self._lock:
+            return dict(self._counts), self._queued
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kiln-capture", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float) -> None:
+        """Write what is queued (retrying until `timeout`), then stop the thread."""
+        self._deadline = time.monotonic() + timeout
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout + 1.0)
+
+    # -- the writer thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._step()
+                self._stop.wait(POLL_SECONDS)
+            self._step(final=True)
+        except Exception:  # never let the thread die silently
+            log.exception("capture writer stopped")
+
+    def _step(self, final: bool = False) -> None:
+        """Move queued records into batches, writing each batch that is full or due."""
+        while True:
+            item = self._take()
+            if item is None:
+                break
+            lines = self._serialise(item)
+            batch = self._batches["feedback" if isinstance(item, _Feedback) else "predictions"]
+            if not batch.lines:
+                batch.first, batch.opened = item.at, time.monotonic()
+            batch.lines.extend(lines)
+            while len(batch.lines) >= self.config.max_records:
+                if not self._write(batch, self.config.max_records):
+                    return self._give_up() if self._past_deadline() else None
+        for batch in self._batches.values():
+            due = final or time.monotonic() - batch.opened >= self.config.flush_seconds
+            if batch.lines and due and not self._write(batch, len(batch.lines)):
+                return self._give_up()
+
+    def _take(self) -> _Predictions | _Feedback | None:
+        with self._lock:
+            if not self._queue:
+                return None
+            item = self._queue.popleft()
+            self._queued -= item.rows
+            return item
+
+    def _past_deadline(self) -> bool:
+        return time.monotonic() >= self._deadline
+
+    def _give_up(self) -> None:
+        lost = sum(len(b.lines) for b in self._batches.values())
+        with self._lock:
+            lost += self._queued
+            self._queue.clear()
+            self._queued = 0
+            self._counts["failed"] += lost
+        for batch in self._batches.values():
+            batch.lines.clear()
+        if lost:
+            log.error("capture records not written before shutdown", extra={"records": lost})
+
+    def _write(self, batch: _Batch, count: int) -> bool:
+        """Put the first `count` lines as one object, retrying with back-off.
+
+        Returns False only when the store still refuses at the deadline (shutdown) or the
+        writer is asked to stop while still retrying past it.
+        """
+        at = datetime.fromtimestamp(batch.first, UTC)
+        key = object_key(
+            self.config.destination,
+            self.config.namespace,
+            self.config.deployment,
+            batch.kind,
+            at,
+            self._pod,
+            self._sequence,
+        )
+        body = b"\n".join(batch.lines[:count]) + b"\n"
+        delay = RETRY_FIRST_SECONDS
+        failures = 0
+        while True:
+            try:
+                self._object_store().put(key, body, content_type=CONTENT_TYPE)
+                break
+            except Exception as exc:
+                failures += 1
+                if failures == 1 or failures % 10 == 0:
+                    log.warning(
+                        "capture write failed; keeping the batch and retrying",
+                        extra={"key": key, "records": count, "error": str(exc)},
+                    )
+                remaining = self._deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                # While waiting, the request path keeps queueing (and dropping when full).
+                if self._stop.wait(min(delay, remaining)) and self._past_deadline():
+                    return False
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+        self._sequence += 1
+        del batch.lines[:count]
+        if batch.lines:
+            batch.opened = time.monotonic()
+        with self._lock:
+            self._counts["written"] += count
+        if failures:
+            log.info("capture writes resumed", extra={"key": key, "attempts": failures + 1})
+        return True
+
+    def _object_store(self) -> Store:
+        if self._store is None:
+            from kiln.store import ObjectStore
+
+            self._store = ObjectStore()
+        return self._store
+
+    def _serialise(self, item: _Predictions | _Feedback) -> list[bytes]:
+        try:
+            if isinstance(item, _Feedback):
+                stamp = _timestamp(item.at)
+                return [
+                    orjson.dumps({"id": i, "row": r, "time": stamp, "label": label})
+                    for i, r, label in item.labels
+                ]
+            return self._prediction_lines(item)
+        except Exception as exc:
+            log.warning("capture record not serialisable; counted failed: %r", exc)
+            with self._lock:
+                self._counts["failed"] += item.rows
+            return []
+
+    def _prediction_lines(self, item: _Predictions) -> list[bytes]:
+        columns = _column_values(item.features, self._columns)
+        names = self._columns.names or tuple(f"f{i}" for i in range(len(columns)))
+        predictions = item.values.tolist()
+        probabilities = item.probabilities.tolist() if item.probabilities is not None else None
+        stamp = _timestamp(item.at)
+        common = {
+            "id": item.request_id,
+            "time": stamp,
+            "model": self._model,
+            "version": self._version,
+            "track": self._track,
+        }
+        lines: list[bytes] = []
+        for row in range(item.rows):
+            record: dict[str, Any] = {
+                **common,
+                "row": row,
+                "inputs": {name: column[row] for name, column in zip(names, columns, strict=True)},
+                "prediction": predictions[row],
+            }
+            if probabilities is not None:
+                record["probabilities"] = probabilities[row]
+            lines.append(orjson.dumps(record))
+            if row and row % _YIELD_EVERY_ROWS == 0:
+                time.sleep(0)
+        time.sleep(0)  # one request done: hand the GIL back if the loop wants it
+        return lines
+
+
+def _timestamp(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _column_values(features: np.ndarray, layout: ColumnLayout) -> list[list[Any]]:
+    """Per column, JSON-ready values: missing (NaN) as None, booleans as true/false."""
+    columns: list[list[Any]] = []
+    for index in range(features.shape[1]):
+        values = features[:, index].tolist()
+        if index in layout.booleans:
+            values = [None if v != v else bool(v) for v in values]
+        elif layout.objects or any(v != v for v in values):
+            values = [None if (v is None or v != v) else v for v in values]
+        columns.append(values)
+    return columns
+
+
+def column_layout(
+    names: Sequence[str], kinds: Sequence[str] | None, object_matrix: bool
+) -> ColumnLayout:
+    booleans = frozenset(i for i, kind in enumerate(kinds or ()) if kind == "boolean")
+    return ColumnLayout(tuple(names), booleans, object_matrix)
