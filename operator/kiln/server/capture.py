@@ -266,8 +266,10 @@ class CaptureWriter:
                 if remaining <= 0:
                     return False
                 # While waiting, the request path keeps queueing (and dropping when full).
-                if self._stop.wait(min(delay, remaining)) and self._past_deadline():
-                    return False
+                if self._stop.is_set():
+                    time.sleep(min(delay, remaining))
+                else:
+                    self._stop.wait(min(delay, remaining))
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
         self._sequence += 1
         del batch.lines[:count]
