@@ -108,7 +108,9 @@ def test_two_workers_capture_every_request_and_feedback_into_s3(
             assert status == 200
             assert json.loads(payload)["id"] == headers[INFERENCE_ID_HEADER] == f"req-{index}"
             ids.append(f"req-{index}")
-        status, payload, headers = server.request("POST", "/v2/models/iris/infer", infer_body([ROW]))
+        status, payload, headers = server.request(
+            "POST", "/v2/models/iris/infer", infer_body([ROW])
+        )
         generated = json.loads(payload)["id"]
         assert headers[INFERENCE_ID_HEADER] == generated and len(generated) == 32
         labels = {"labels": [{"id": i, "row": 1, "label": 0} for i in ids[:10]]}
