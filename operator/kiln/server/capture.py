@@ -46,7 +46,9 @@ CONTENT_TYPE = "application/x-ndjson"
 POLL_SECONDS = 0.05  # how often the writer looks at the queue
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
-_YIELD_EVERY_ROWS = 256  # serialising rows: let the event loop's thread take the GIL
+# While the writer thread runs Python, the event loop's thread waits up to this long
+# for the GIL after each of its socket calls (CPython's default is 5 ms).
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 class Store(Protocol):
@@ -123,6 +125,8 @@ class CaptureWriter:
         self._stop = threading.Event()
         self._deadline = float("inf")  # monotonic: give up retrying (shutdown)
         self._thread: threading.Thread | None = None
+        self._stamp_second = -1
+        self._stamp_prefix = ""
         self._batches: dict[RecordKind, _Batch] = {
             "predictions": _Batch("predictions"),
             "feedback": _Batch("feedback"),
@@ -169,6 +173,9 @@ class CaptureWriter:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
+        import sys
+
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
         self._thread = threading.Thread(target=self._run, name="kiln-capture", daemon=True)
         self._thread.start()
 
@@ -193,29 +200,40 @@ class CaptureWriter:
     def _step(self, final: bool = False) -> None:
         """Move queued records into batches, writing each batch that is full or due."""
         while True:
-            item = self._take()
-            if item is None:
+            # Take about what fills the fuller batch, so a writer stuck retrying holds at
+            # most one object per kind beside the bounded queue.
+            room = self.config.max_records - max(len(b.lines) for b in self._batches.values())
+            items = self._take(max(room, 1))
+            if not items:
                 break
-            lines = self._serialise(item)
-            batch = self._batches["feedback" if isinstance(item, _Feedback) else "predictions"]
-            if not batch.lines:
-                batch.first, batch.opened = item.at, time.monotonic()
-            batch.lines.extend(lines)
-            while len(batch.lines) >= self.config.max_records:
-                if not self._write(batch, self.config.max_records):
-                    return self._give_up() if self._past_deadline() else None
+            for item in items:
+                lines = self._serialise(item)
+                kind: RecordKind = "feedback" if isinstance(item, _Feedback) else "predictions"
+                batch = self._batches[kind]
+                if not batch.lines:
+                    batch.first, batch.opened = item.at, time.monotonic()
+                batch.lines.extend(lines)
+            for batch in self._batches.values():
+                while len(batch.lines) >= self.config.max_records:
+                    if not self._write(batch, self.config.max_records):
+                        return self._give_up()
         for batch in self._batches.values():
             due = final or time.monotonic() - batch.opened >= self.config.flush_seconds
             if batch.lines and due and not self._write(batch, len(batch.lines)):
                 return self._give_up()
 
-    def _take(self) -> _Predictions | _Feedback | None:
+    def _take(self, records: int) -> list[_Predictions | _Feedback]:
+        """Queued items holding about `records` records (at least one item)."""
+        taken: list[_Predictions | _Feedback] = []
+        count = 0
         with self._lock:
-            if not self._queue:
-                return None
-            item = self._queue.popleft()
-            self._queued -= item.rows
-            return item
+            queue = self._queue
+            while queue and (count < records or not taken):
+                item = queue.popleft()
+                taken.append(item)
+                count += item.rows
+            self._queued -= count
+        return taken
 
     def _past_deadline(self) -> bool:
         return time.monotonic() >= self._deadline
@@ -291,7 +309,7 @@ class CaptureWriter:
     def _serialise(self, item: _Predictions | _Feedback) -> list[bytes]:
         try:
             if isinstance(item, _Feedback):
-                stamp = _timestamp(item.at)
+                stamp = self._stamp(item.at)
                 return [
                     orjson.dumps({"id": i, "row": r, "time": stamp, "label": label})
                     for i, r, label in item.labels
@@ -304,50 +322,57 @@ class CaptureWriter:
             return []
 
     def _prediction_lines(self, item: _Predictions) -> list[bytes]:
-        columns = _column_values(item.features, self._columns)
-        names = self._columns.names or tuple(f"f{i}" for i in range(len(columns)))
+        layout = self._columns
+        width = item.features.shape[1]
+        names = layout.names if len(layout.names) == width else tuple(f"f{i}" for i in range(width))
+        rows = _input_rows(item.features, layout)
         predictions = item.values.tolist()
         probabilities = item.probabilities.tolist() if item.probabilities is not None else None
-        stamp = _timestamp(item.at)
-        common = {
-            "id": item.request_id,
-            "time": stamp,
-            "model": self._model,
-            "version": self._version,
-            "track": self._track,
-        }
+        stamp = self._stamp(item.at)
+        dumps = orjson.dumps
         lines: list[bytes] = []
-        for row in range(item.rows):
+        for row, values in enumerate(rows):
             record: dict[str, Any] = {
-                **common,
+                "id": item.request_id,
                 "row": row,
-                "inputs": {name: column[row] for name, column in zip(names, columns, strict=True)},
+                "time": stamp,
+                "model": self._model,
+                "version": self._version,
+                "track": self._track,
+                "inputs": dict(zip(names, values, strict=True)),
                 "prediction": predictions[row],
             }
             if probabilities is not None:
                 record["probabilities"] = probabilities[row]
-            lines.append(orjson.dumps(record))
-            if row and row % _YIELD_EVERY_ROWS == 0:
-                time.sleep(0)
-        time.sleep(0)  # one request done: hand the GIL back if the loop wants it
+            lines.append(dumps(record))
         return lines
 
+    def _stamp(self, at: float) -> str:
+        """RFC 3339 UTC time with microseconds; the date part is formatted once a second."""
+        second = int(at)
+        if second != self._stamp_second:
+            self._stamp_second = second
+            self._stamp_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._stamp_prefix}.{int((at - second) * 1e6):06d}Z"
 
-def _timestamp(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-
-def _column_values(features: np.ndarray, layout: ColumnLayout) -> list[list[Any]]:
-    """Per column, JSON-ready values: missing (NaN) as None, booleans as true/false."""
-    columns: list[list[Any]] = []
-    for index in range(features.shape[1]):
-        values = features[:, index].tolist()
-        if index in layout.booleans:
-            values = [None if v != v else bool(v) for v in values]
-        elif layout.objects or any(v != v for v in values):
-            values = [None if (v is None or v != v) else v for v in values]
-        columns.append(values)
-    return columns
+def _input_rows(features: np.ndarray, layout: ColumnLayout) -> list[list[Any]]:
+    """Row-wise JSON-ready values: missing (NaN) as None, booleans as true/false."""
+    rows: list[list[Any]] = features.tolist()
+    if features.dtype != object and not layout.booleans and not np.isnan(features).any():
+        return rows  # the common case: finite numbers only
+    booleans = layout.booleans
+    return [
+        [
+            None
+            if value is None or value != value
+            else bool(value)
+            if index in booleans
+            else value
+            for index, value in enumerate(row)
+        ]
+        for row in rows
+    ]
 
 
 def column_layout(
