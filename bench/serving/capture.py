@@ -7,6 +7,9 @@ The same iris model served three times side by side on loopback, one worker each
             the baseline's drift bins
   capture   the baseline, and every request captured (sample rate 1.0) into a real
             SeaweedFS S3 started on loopback for the run (tests/support/s3.py)
+  capture-file  the same capture into file:// objects: the server's own capture cost
+            without the S3 server's CPU, which on a small machine competes with kiln-serve
+            and wrk for the same cores
 
 driven by `wrk` with the same OIP v2 bodies, measured one at a time in rounds with the
 order rotated (the machine's background load drifts; this spreads it over all three),
@@ -45,10 +48,9 @@ sys.path.insert(0, str(ROOT))
 
 from peers import ServerSpec  # noqa: E402
 from run import WrkResult, free_port, infer_body, iris_rows, request, running, wrk  # noqa: E402
-
 from tests.support.s3 import running_seaweedfs  # noqa: E402
 
-CONFIGS = ("plain", "baseline", "capture")
+CONFIGS = ("plain", "baseline", "capture", "capture-file")
 LOADS = (("1-row", 1, 1), ("1-row", 4, 1), ("100-row", 4, 100))  # name, connections, rows
 
 
@@ -110,11 +112,12 @@ def spec(config: str, work: Path, bucket: str, files: tuple[Path, str, Path, str
         f"--port={port}",
         "--log-level=WARNING",
     ]
-    if config in ("baseline", "capture"):
+    if config != "plain":
         command += [f"--baseline-uri={baseline}", f"--baseline-sha256={baseline_sha}"]
-    if config == "capture":
+    if config.startswith("capture"):
+        where = f"s3://{bucket}/bench" if config == "capture" else f"file://{work}/captured"
         command += [
-            f"--capture-destination=s3://{bucket}/bench",
+            f"--capture-destination={where}",
             "--capture-sample-rate=1.0",
             "--namespace=bench",
             "--deployment=iris",
@@ -143,7 +146,8 @@ def stored(client: object, bucket: str) -> tuple[int, int]:
     for page in paginator.paginate(Bucket=bucket):
         for item in page.get("Contents", []):
             objects += 1
-            body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()  # type: ignore[attr-defined]
+            got = client.get_object(Bucket=bucket, Key=item["Key"])  # type: ignore[attr-defined]
+            body = got["Body"].read()
             lines += body.count(b"\n")
     return objects, lines
 
@@ -176,7 +180,7 @@ def main() -> int:
                     figures[server.label].runs.setdefault(load_key(name, connections), []).append(
                         result
                     )
-        capture_port = specs[-1].port
+        capture_port = specs[CONFIGS.index("capture")].port
         deadline = time.monotonic() + 30  # let the writer finish (flush every 10 s)
         while capture_counts(capture_port).get("queued", 0) and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -198,24 +202,27 @@ def print_report(
         f"\nkiln-serve, 1 worker, iris logistic regression; {args.duration:g} s runs, median of "
         f"{args.rounds} rounds, loopback, {os.cpu_count()} cores"
     )
-    print(f"{'load':16} {'config':9} {'req/s':>9} {'rows/s':>10} {'p50 ms':>7} {'p99 ms':>7}")
+    print(f"{'load':16} {'config':12} {'req/s':>9} {'rows/s':>10} {'p50 ms':>7} {'p99 ms':>7}")
     for name, connections, rows in LOADS:
         key = load_key(name, connections)
         for config in CONFIGS:
             run = figures[config].median(key)
             print(
-                f"{key:16} {config:9} {run.ok_per_second:>9,.0f} "
+                f"{key:16} {config:12} {run.ok_per_second:>9,.0f} "
                 f"{run.ok_per_second * rows:>10,.0f} {run.p50_ms:>7.2f} {run.p99_ms:>7.2f}"
             )
     print("\nRatios (same run)")
     for name, connections, _ in LOADS:
         key = load_key(name, connections)
-        base, cap, plain = (figures[c].median(key) for c in ("baseline", "capture", "plain"))
-        print(
-            f"  {key:16} capture/baseline  p50 x{_ratio(cap.p50_ms, base.p50_ms)}  "
-            f"p99 x{_ratio(cap.p99_ms, base.p99_ms)}  req/s x{_ratio(cap.ok_per_second, base.ok_per_second)}"
-            f"   | baseline/plain p99 x{_ratio(base.p99_ms, plain.p99_ms)}"
-        )
+        base, plain = figures["baseline"].median(key), figures["plain"].median(key)
+        for config in ("capture", "capture-file"):
+            cap = figures[config].median(key)
+            print(
+                f"  {key:12} {config + '/baseline':21} p50 x{_ratio(cap.p50_ms, base.p50_ms)}"
+                f"  p99 x{_ratio(cap.p99_ms, base.p99_ms)}"
+                f"  req/s x{_ratio(cap.ok_per_second, base.ok_per_second)}"
+            )
+        print(f"  {key:12} {'baseline/plain':21} p99 x{_ratio(base.p99_ms, plain.p99_ms)}")
     spread = {
         config: statistics.pstdev([r.p99_ms for r in figures[config].runs[load_key("1-row", 4)]])
         for config in CONFIGS

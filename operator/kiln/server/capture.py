@@ -46,6 +46,8 @@ CONTENT_TYPE = "application/x-ndjson"
 POLL_SECONDS = 0.05  # how often the writer looks at the queue
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
+SLICE_RECORDS = 64  # records serialised per slice of the writer's work
+SLICE_PAUSE_SECONDS = 0.0002  # between slices: the event loop's thread runs freely
 # While the writer thread runs Python, the event loop's thread waits up to this long
 # for the GIL after each of its socket calls (CPython's default is 5 ms).
 SWITCH_INTERVAL_SECONDS = 0.0005
@@ -198,29 +200,43 @@ class CaptureWriter:
             log.exception("capture writer stopped")
 
     def _step(self, final: bool = False) -> None:
-        """Move queued records into batches, writing each batch that is full or due."""
+        """Move queued records into batches, writing each batch that is full or due.
+
+        Work is done in slices of about `SLICE_RECORDS` records with a short sleep between
+        them: the writer thread holds the GIL for a fraction of a millisecond at a time,
+        so a backlog never stalls the event loop's thread (which needs the GIL back after
+        each of its socket calls) for longer.
+        """
         while True:
-            # Take about what fills the fuller batch, so a writer stuck retrying holds at
-            # most one object per kind beside the bounded queue.
+            # Never take more than fills the fuller batch, so a writer stuck retrying holds
+            # at most one object per kind beside the bounded queue.
             room = self.config.max_records - max(len(b.lines) for b in self._batches.values())
-            items = self._take(max(room, 1))
+            items = self._take(max(1, min(room, SLICE_RECORDS)))
             if not items:
                 break
+            predictions = [item for item in items if isinstance(item, _Predictions)]
+            if predictions:
+                self._add(self._batches["predictions"], predictions[0].at,
+                          self._serialise_predictions(predictions))  # fmt: skip
             for item in items:
-                lines = self._serialise(item)
-                kind: RecordKind = "feedback" if isinstance(item, _Feedback) else "predictions"
-                batch = self._batches[kind]
-                if not batch.lines:
-                    batch.first, batch.opened = item.at, time.monotonic()
-                batch.lines.extend(lines)
+                if isinstance(item, _Feedback):
+                    self._add(self._batches["feedback"], item.at, self._feedback_lines(item))
             for batch in self._batches.values():
                 while len(batch.lines) >= self.config.max_records:
                     if not self._write(batch, self.config.max_records):
                         return self._give_up()
+            if self._queue and not final:
+                time.sleep(SLICE_PAUSE_SECONDS)
         for batch in self._batches.values():
             due = final or time.monotonic() - batch.opened >= self.config.flush_seconds
             if batch.lines and due and not self._write(batch, len(batch.lines)):
                 return self._give_up()
+
+    @staticmethod
+    def _add(batch: _Batch, at: float, lines: list[bytes]) -> None:
+        if lines and not batch.lines:
+            batch.first, batch.opened = at, time.monotonic()
+        batch.lines.extend(lines)
 
     def _take(self, records: int) -> list[_Predictions | _Feedback]:
         """Queued items holding about `records` records (at least one item)."""
@@ -306,45 +322,82 @@ class CaptureWriter:
             self._store = ObjectStore()
         return self._store
 
-    def _serialise(self, item: _Predictions | _Feedback) -> list[bytes]:
-        try:
-            if isinstance(item, _Feedback):
-                stamp = self._stamp(item.at)
-                return [
-                    orjson.dumps({"id": i, "row": r, "time": stamp, "label": label})
-                    for i, r, label in item.labels
-                ]
-            return self._prediction_lines(item)
-        except Exception as exc:
-            log.warning("capture record not serialisable; counted failed: %r", exc)
-            with self._lock:
-                self._counts["failed"] += item.rows
-            return []
-
-    def _prediction_lines(self, item: _Predictions) -> list[bytes]:
-        layout = self._columns
-        width = item.features.shape[1]
-        names = layout.names if len(layout.names) == width else tuple(f"f{i}" for i in range(width))
-        rows = _input_rows(item.features, layout)
-        predictions = item.values.tolist()
-        probabilities = item.probabilities.tolist() if item.probabilities is not None else None
+    def _feedback_lines(self, item: _Feedback) -> list[bytes]:
         stamp = self._stamp(item.at)
-        dumps = orjson.dumps
+        try:
+            return [
+                orjson.dumps({"id": i, "row": r, "time": stamp, "label": label})
+                for i, r, label in item.labels
+            ]
+        except Exception as exc:
+            return self._unserialisable(exc, item.rows)
+
+    def _unserialisable(self, exc: Exception, rows: int) -> list[bytes]:
+        log.warning("capture record not serialisable; counted failed: %r", exc)
+        with self._lock:
+            self._counts["failed"] += rows
+        return []
+
+    def _serialise_predictions(self, items: list[_Predictions]) -> list[bytes]:
+        """Lines of several requests, their arrays joined so numpy converts them at once."""
+        first = items[0]
+        alike = all(
+            item.features.dtype == first.features.dtype
+            and item.features.shape[1] == first.features.shape[1]
+            and item.values.dtype == first.values.dtype
+            and (item.probabilities is None) == (first.probabilities is None)
+            for item in items
+        )
+        if len(items) > 1 and alike:
+            try:
+                return self._prediction_lines(items)
+            except Exception:  # one bad request: find it below, count only its rows
+                pass
         lines: list[bytes] = []
-        for row, values in enumerate(rows):
-            record: dict[str, Any] = {
-                "id": item.request_id,
-                "row": row,
-                "time": stamp,
-                "model": self._model,
-                "version": self._version,
-                "track": self._track,
-                "inputs": dict(zip(names, values, strict=True)),
-                "prediction": predictions[row],
-            }
-            if probabilities is not None:
-                record["probabilities"] = probabilities[row]
-            lines.append(dumps(record))
+        for item in items:
+            try:
+                lines += self._prediction_lines([item])
+            except Exception as exc:
+                self._unserialisable(exc, item.rows)
+        return lines
+
+    def _prediction_lines(self, items: list[_Predictions]) -> list[bytes]:
+        layout = self._columns
+        if len(items) == 1:
+            features, values, proba = items[0].features, items[0].values, items[0].probabilities
+        else:
+            features = np.concatenate([item.features for item in items])
+            values = np.concatenate([item.values for item in items])
+            proba = None
+            if items[0].probabilities is not None:
+                proba = np.concatenate([item.probabilities for item in items])
+        width = features.shape[1]
+        names = layout.names if len(layout.names) == width else tuple(f"f{i}" for i in range(width))
+        rows = _input_rows(features, layout)
+        predictions = values.tolist()
+        probabilities = proba.tolist() if proba is not None else None
+        dumps = orjson.dumps
+        model, version, track = self._model, self._version, self._track
+        lines: list[bytes] = []
+        at = 0
+        for item in items:
+            stamp = self._stamp(item.at)
+            request_id = item.request_id
+            for row in range(item.rows):
+                record: dict[str, Any] = {
+                    "id": request_id,
+                    "row": row,
+                    "time": stamp,
+                    "model": model,
+                    "version": version,
+                    "track": track,
+                    "inputs": dict(zip(names, rows[at], strict=True)),
+                    "prediction": predictions[at],
+                }
+                if probabilities is not None:
+                    record["probabilities"] = probabilities[at]
+                lines.append(dumps(record))
+                at += 1
         return lines
 
     def _stamp(self, at: float) -> str:
@@ -364,11 +417,7 @@ def _input_rows(features: np.ndarray, layout: ColumnLayout) -> list[list[Any]]:
     booleans = layout.booleans
     return [
         [
-            None
-            if value is None or value != value
-            else bool(value)
-            if index in booleans
-            else value
+            None if value is None or value != value else bool(value) if index in booleans else value
             for index, value in enumerate(row)
         ]
         for row in rows
