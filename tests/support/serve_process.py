@@ -17,7 +17,14 @@ KILN_SERVE = str(Path(sys.executable).parent / "kiln-serve")
 
 
 class ServerProcess:
-    def __init__(self, artifact: Path, sha256: str, *extra: str, port: int | None = None) -> None:
+    def __init__(
+        self,
+        artifact: Path,
+        sha256: str,
+        *extra: str,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.log_path = artifact.parent / f"server-{self.port}.log"
         self._log = self.log_path.open("wb")
@@ -33,7 +40,9 @@ class ServerProcess:
             "--drain-timeout-seconds=10",
             *extra,
         ]
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env=env
+        )
 
     def request(
         self,

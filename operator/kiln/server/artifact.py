@@ -16,7 +16,10 @@ import io
 import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kiln.contract.monitoring import Baseline
 
 SKOPS = "skops"
 PICKLE = "pickle"
@@ -59,6 +62,10 @@ class ArtifactUnavailableError(ArtifactError):
     reason = "ArtifactUnavailable"
 
 
+class InvalidBaselineError(ArtifactError):
+    reason = "InvalidBaseline"
+
+
 @dataclass(frozen=True)
 class LoadedArtifact:
     estimator: Any
@@ -66,26 +73,26 @@ class LoadedArtifact:
     size: int
 
 
-def fetch_artifact(uri: str) -> bytes:
+def fetch_artifact(uri: str, max_bytes: int = MAX_ARTIFACT_BYTES) -> bytes:
     """The artifact's bytes, from s3://, file://, http(s):// or a plain path."""
     from kiln.store import ObjectStore, StoreError
 
     if "://" not in uri:
         uri = "file://" + uri if uri.startswith("/") else uri
     try:
-        return ObjectStore().read(uri, max_bytes=MAX_ARTIFACT_BYTES).data
+        return ObjectStore().read(uri, max_bytes=max_bytes).data
     except StoreError as exc:
         raise ArtifactUnavailableError(f"cannot fetch {uri}: {exc}") from exc
 
 
-def verify_sha256(data: bytes, expected: str) -> str:
+def verify_sha256(data: bytes, expected: str, what: str = "artifact") -> str:
     """Return the digest of `data`; raise `IntegrityError` unless it equals `expected`."""
     wanted = expected.strip().lower().removeprefix("sha256:")
     if len(wanted) != 64 or any(c not in "0123456789abcdef" for c in wanted):
         raise IntegrityError(f"expected sha256 {expected!r} is not a 64-digit hex digest")
     actual = hashlib.sha256(data).hexdigest()
     if not hmac.compare_digest(actual, wanted):
-        raise IntegrityError(f"artifact sha256 {actual} does not match the expected {wanted}")
+        raise IntegrityError(f"{what} sha256 {actual} does not match the expected {wanted}")
     return actual
 
 
@@ -158,3 +165,26 @@ def load_artifact(
     digest = verify_sha256(data, expected_sha256)
     estimator = deserialise(data, fmt, allow_pickle=allow_pickle, extra_trusted=extra_trusted)
     return LoadedArtifact(estimator=estimator, sha256=digest, size=len(data))
+
+
+MAX_BASELINE_BYTES = 64 << 20
+
+
+def load_baseline(uri: str, expected_sha256: str) -> Baseline:
+    """The training baseline (`baseline.json`), fetched and verified like the artifact."""
+    from pydantic import ValidationError
+
+    from kiln.contract.monitoring import BASELINE_SCHEMA_VERSION, Baseline
+
+    data = fetch_artifact(uri, max_bytes=MAX_BASELINE_BYTES)
+    verify_sha256(data, expected_sha256, what="baseline")
+    try:
+        baseline = Baseline.model_validate_json(data)
+    except ValidationError as exc:
+        raise InvalidBaselineError(f"{uri} is not a Kiln baseline: {exc}") from exc
+    if baseline.schema_version > BASELINE_SCHEMA_VERSION:
+        raise InvalidBaselineError(
+            f"{uri}: baseline schema_version {baseline.schema_version} is newer than this "
+            f"server reads ({BASELINE_SCHEMA_VERSION})"
+        )
+    return baseline

@@ -8,10 +8,12 @@ AWS_ENDPOINT_URL), read by `kiln.store`.
 from __future__ import annotations
 
 import argparse
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from kiln.contract import monitoring as mon
 from kiln.server.artifact import SKOPS, SUPPORTED_FORMATS
 
 TRACKS = ("stable", "canary")
@@ -40,6 +42,23 @@ class ServerConfig:
     drain_timeout_seconds: float = 25.0
     exit_on_load_failure: bool = False
     log_level: str = "INFO"
+    # Monitoring (kiln.contract.monitoring): the training baseline the drift bins come
+    # from, and data capture. Absent = off.
+    baseline_uri: str | None = None
+    baseline_sha256: str | None = None
+    capture: CaptureConfig | None = None
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    destination: str  # s3://bucket/prefix (file:// for local runs)
+    namespace: str
+    deployment: str
+    pod: str
+    sample_rate: float = 1.0
+    max_records: int = 1000
+    flush_seconds: float = 10.0
+    queue_records: int = 10_000
 
 
 # flag name, env var, help. The env var is the default; the flag wins.
@@ -62,6 +81,16 @@ _OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--drain-delay-seconds", "KILN_DRAIN_DELAY_SECONDS", "keep serving after SIGTERM (0)"),
     ("--drain-timeout-seconds", "KILN_DRAIN_TIMEOUT_SECONDS", "max wait for in-flight (25)"),
     ("--log-level", "KILN_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
+    ("--baseline-uri", mon.ENV_BASELINE_URI, "training baseline (baseline.json) for drift bins"),
+    ("--baseline-sha256", mon.ENV_BASELINE_SHA256, "expected sha256 of the baseline"),
+    ("--capture-destination", mon.ENV_CAPTURE_DESTINATION, "s3://bucket/prefix: capture on"),
+    ("--capture-sample-rate", mon.ENV_CAPTURE_SAMPLE_RATE, "share of requests captured (1.0)"),
+    ("--capture-max-records", mon.ENV_CAPTURE_MAX_RECORDS, "records per object (1000)"),
+    ("--capture-flush-seconds", mon.ENV_CAPTURE_FLUSH_SECONDS, "longest wait before a write (10)"),
+    ("--capture-queue", mon.ENV_CAPTURE_QUEUE, "records queued before new ones drop (10000)"),
+    ("--namespace", mon.ENV_NAMESPACE, "namespace in capture keys (default: default)"),
+    ("--deployment", mon.ENV_DEPLOYMENT, "ModelDeployment in capture keys (default: model)"),
+    ("--pod-name", mon.ENV_POD_NAME, "pod name in capture keys (default: hostname)"),
 )
 _SWITCHES: tuple[tuple[str, str, str], ...] = (
     ("--allow-pickle", "KILN_ALLOW_PICKLE", "allow pickle artifacts (they can run code on load)"),
@@ -104,6 +133,10 @@ def _validated(raw: dict[str, object]) -> ServerConfig:
     if model_format not in SUPPORTED_FORMATS:
         raise ConfigError(f"--model-format must be one of {SUPPORTED_FORMATS}")
     metrics_port = raw.get("metrics_port")
+    baseline_uri = str(raw.get("baseline_uri") or "") or None
+    baseline_sha256 = str(raw.get("baseline_sha256") or "") or None
+    if baseline_uri and not baseline_sha256:
+        raise ConfigError("--baseline-uri needs --baseline-sha256 (baselines are verified)")
     return ServerConfig(
         model_name=str(raw["model_name"]),
         model_version=str(raw["model_version"]),
@@ -125,6 +158,32 @@ def _validated(raw: dict[str, object]) -> ServerConfig:
         drain_timeout_seconds=_number(raw, "drain_timeout_seconds", float, 25.0, minimum=0),
         exit_on_load_failure=bool(raw["exit_on_load_failure"]),
         log_level=str(raw.get("log_level") or "INFO").upper(),
+        baseline_uri=baseline_uri,
+        baseline_sha256=baseline_sha256 if baseline_uri else None,
+        capture=_capture(raw),
+    )
+
+
+def _capture(raw: dict[str, object]) -> CaptureConfig | None:
+    destination = str(raw.get("capture_destination") or "").strip()
+    if not destination:
+        return None
+    if not destination.startswith(("s3://", "file://")) or destination.endswith("://"):
+        raise ConfigError(
+            f"--capture-destination must be an s3://bucket/prefix URI, not {destination!r}"
+        )
+    rate = _number(raw, "capture_sample_rate", float, 1.0, minimum=0.0)
+    if rate > 1.0:
+        raise ConfigError("--capture-sample-rate must be between 0 and 1")
+    return CaptureConfig(
+        destination=destination.rstrip("/"),
+        namespace=str(raw.get("namespace") or "default"),
+        deployment=str(raw.get("deployment") or raw["model_name"]),
+        pod=str(raw.get("pod_name") or socket.gethostname()),
+        sample_rate=rate,
+        max_records=_number(raw, "capture_max_records", int, 1000, minimum=1),
+        flush_seconds=_number(raw, "capture_flush_seconds", float, 10.0, minimum=0.01),
+        queue_records=_number(raw, "capture_queue", int, 10_000, minimum=1),
     )
 
 

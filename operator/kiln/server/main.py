@@ -27,7 +27,9 @@ from typing import Any
 
 import orjson
 
-from kiln.server.artifact import ArtifactError, load_artifact
+from kiln.contract.monitoring import Baseline
+from kiln.server.artifact import ArtifactError, load_artifact, load_baseline
+from kiln.server.capture import CaptureWriter
 from kiln.server.config import ConfigError, ServerConfig, parse_config
 from kiln.server.http import ConnectionRegistry, HttpConnection, drain
 from kiln.server.logs import configure_logging
@@ -71,6 +73,7 @@ def _listen(host: str, port: int) -> socket.socket:
 class LoadedModel:
     predictor: Predictor
     sha256: str
+    baseline: Baseline | None = None
 
 
 class LoadFailure(Exception):
@@ -146,9 +149,10 @@ async def _serve(
         serve_metrics=config.metrics_port is None,
     )
     peers = _PeerSnapshots(snapshot_dir, worker_index)
-    service = InferenceService(settings, loop.call_soon, peers.read)
+    capture = _capture_writer(config, worker_index)
+    service = InferenceService(settings, loop.call_soon, peers.read, capture)
     if preloaded is not None:
-        service.model_loaded(preloaded.predictor, preloaded.sha256)
+        service.model_loaded(preloaded.predictor, preloaded.sha256, preloaded.baseline)
     registry = ConnectionRegistry()
 
     def connection() -> HttpConnection:
@@ -188,11 +192,13 @@ async def _serve(
                     exit_code = 1
                     stop.set()
             else:
-                service.model_loaded(loaded.predictor, loaded.sha256)
+                service.model_loaded(loaded.predictor, loaded.sha256, loaded.baseline)
                 if hand_over:
                     # The workers take over the listening sockets from here on.
                     await drain(servers, registry, config.drain_timeout_seconds)
                     stop_wait.cancel()
+                    if capture is not None:  # feedback sent while loading
+                        await loop.run_in_executor(None, capture.close, 5.0)
                     return ServeOutcome(0, handed_over=loaded)
     await stop_wait  # serve (or stay NotReady with the reason) until told to stop
 
@@ -200,13 +206,37 @@ async def _serve(
     service.start_draining()
     if config.drain_delay_seconds > 0 and exit_code == 0:
         await asyncio.sleep(config.drain_delay_seconds)
+    drain_started = time.monotonic()
     if not await drain(servers, registry, config.drain_timeout_seconds):
         log.warning("drain timed out with connections still open", extra=who)
+    if capture is not None:
+        # What is queued is written within what is left of the drain budget (at least 2 s).
+        budget = max(2.0, config.drain_timeout_seconds - (time.monotonic() - drain_started))
+        await loop.run_in_executor(None, capture.close, budget)
     if publisher is not None:
         publisher.cancel()
         peers.publish(service)
     log.info("stopped", extra={**who, "exit_code": exit_code})
     return ServeOutcome(exit_code)
+
+
+def _capture_writer(config: ServerConfig, worker_index: int) -> CaptureWriter | None:
+    if config.capture is None:
+        return None
+    pod = config.capture.pod
+    if worker_index < 0:
+        pod = f"{pod}-loader"
+    elif config.workers > 1:
+        pod = f"{pod}-w{worker_index}"
+    writer = CaptureWriter(
+        config.capture,
+        model=config.model_name,
+        version=config.model_version,
+        track=config.track,
+        pod=pod,
+    )
+    writer.start()
+    return writer
 
 
 def _load(config: ServerConfig) -> LoadedModel:
@@ -222,6 +252,9 @@ def _load(config: ServerConfig) -> LoadedModel:
         )
         predictor = build_predictor(artifact.estimator, config.feature_names)
         predictor.predict(predictor.warmup_features())  # warm-up
+        baseline = None
+        if config.baseline_uri and config.baseline_sha256:
+            baseline = load_baseline(config.baseline_uri, config.baseline_sha256)
     except ArtifactError as exc:
         raise LoadFailure(f"{exc.reason}: {exc}") from exc
     except Exception as exc:
@@ -237,9 +270,10 @@ def _load(config: ServerConfig) -> LoadedModel:
             "fast_path": predictor.fast_path,
             "fast_path_kind": predictor.fast_path_kind,
             "seconds": round(time.monotonic() - started, 3),
+            "baseline_features": len(baseline.features) if baseline is not None else None,
         },
     )
-    return LoadedModel(predictor, artifact.sha256)
+    return LoadedModel(predictor, artifact.sha256, baseline)
 
 
 class _MetricsOnly:
@@ -263,6 +297,9 @@ class _MetricsOnly:
             reply(404, b'{"error": "only /metrics is served on this port"}', ())
 
 
+_SNAPSHOT_FIELDS = frozenset(MetricsSnapshot.__dataclass_fields__)
+
+
 class _PeerSnapshots:
     """Metric totals shared between worker processes through small files."""
 
@@ -280,6 +317,7 @@ class _PeerSnapshots:
             with contextlib.suppress(OSError, ValueError, TypeError):
                 raw = orjson.loads(path.read_bytes())
                 raw["requests_by_code"] = {int(k): v for k, v in raw["requests_by_code"].items()}
+                raw = {k: v for k, v in raw.items() if k in _SNAPSHOT_FIELDS}
                 snapshots.append(MetricsSnapshot(**raw))
         return snapshots
 

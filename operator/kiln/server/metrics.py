@@ -10,7 +10,7 @@ that the scraped worker merges, so the exposition covers the whole pod.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,6 +23,16 @@ from prometheus_client.core import (
     Metric,
 )
 
+from kiln.contract.monitoring import (
+    CAPTURE_QUEUE_METRIC,
+    CAPTURE_RECORDS_METRIC,
+    FEATURE_BIN_METRIC,
+    FEEDBACK_RECORDS_METRIC,
+    PREDICTION_BIN_METRIC,
+    UNMONITORED_FEATURES_METRIC,
+)
+from kiln.server.drift import DriftPlan
+
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
@@ -30,6 +40,7 @@ PREDICTION_VALUE_BUCKETS: tuple[float, ...] = (
     -1000.0, -100.0, -10.0, -1.0, 0.0, 1.0, 10.0, 100.0, 1000.0,
 )  # fmt: skip
 _FOLD_AFTER_ROWS = 4096
+CAPTURE_RESULTS = ("written", "dropped", "failed")
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,13 @@ class MetricsSnapshot:
     feature_missing: list[int] = field(default_factory=list)
     column_missing: list[int] = field(default_factory=list)
     unseen_categories: list[int] = field(default_factory=list)
+    # Drift: per monitored feature its count per baseline bin; predictions per bin.
+    feature_bins: list[list[int]] = field(default_factory=list)
+    prediction_bins: list[int] = field(default_factory=list)
+    # Data capture (this worker's queue and writer) and feedback labels accepted.
+    capture_records: dict[str, int] = field(default_factory=dict)
+    capture_queue: int = 0
+    feedback_records: int = 0
 
     def merge(self, other: MetricsSnapshot) -> None:
         for code, count in other.requests_by_code.items():
@@ -80,6 +98,18 @@ class MetricsSnapshot:
         self.feature_missing = _add(self.feature_missing, other.feature_missing)
         self.column_missing = _add(self.column_missing, other.column_missing)
         self.unseen_categories = _add(self.unseen_categories, other.unseen_categories)
+        if not self.feature_bins:
+            self.feature_bins = [list(row) for row in other.feature_bins]
+        elif other.feature_bins:
+            self.feature_bins = [
+                _add(mine, theirs)
+                for mine, theirs in zip(self.feature_bins, other.feature_bins, strict=True)
+            ]
+        self.prediction_bins = _add(self.prediction_bins, other.prediction_bins)
+        for result, count in other.capture_records.items():
+            self.capture_records[result] = self.capture_records.get(result, 0) + count
+        self.capture_queue += other.capture_queue
+        self.feedback_records += other.feedback_records
 
 
 def _add(left: list[Any], right: list[Any]) -> list[Any]:
@@ -129,6 +159,32 @@ class ServingMetrics:
         self._feature_missing = np.zeros(0, dtype=np.int64)
         self._column_missing = np.zeros(0, dtype=np.int64)
         self._unseen = np.zeros(0, dtype=np.int64)
+        self._drift: DriftPlan | None = None
+        self._feature_bins: list[np.ndarray] = []
+        self._prediction_bins = np.zeros(0, dtype=np.int64)
+        self._capture_counts: Callable[[], tuple[dict[str, int], int]] | None = None
+        self._feedback_records = 0
+
+    def configure_drift(self, plan: DriftPlan | None) -> None:
+        """The baseline's bins (None: no baseline, no drift series)."""
+        self._drift = plan
+        if plan is None:
+            self._feature_bins = []
+            self._prediction_bins = np.zeros(0, dtype=np.int64)
+            return
+        self._feature_bins = [np.zeros(len(f.bins), dtype=np.int64) for f in plan.features]
+        self._prediction_bins = np.zeros(len(plan.prediction_bins), dtype=np.int64)
+
+    @property
+    def drift(self) -> DriftPlan | None:
+        return self._drift
+
+    def attach_capture(self, counts: Callable[[], tuple[dict[str, int], int]]) -> None:
+        """`counts()` gives the capture records by result and the queue depth."""
+        self._capture_counts = counts
+
+    def observe_feedback(self, records: int) -> None:
+        self._feedback_records += records
 
     def configure_model(
         self,
@@ -183,18 +239,28 @@ class ServingMetrics:
         if self._pending_features:
             stacked = np.concatenate(self._pending_features)
             self._pending_features.clear()
+            if self._drift is not None and self._drift.features:
+                for counts, added in zip(
+                    self._feature_bins, self._drift.count_features(stacked), strict=True
+                ):
+                    counts += added
             if self._layout is None:
                 self._feature_count += stacked.shape[0]
                 self._feature_sum += stacked.sum(axis=0)
                 self._feature_sum_squares += np.square(stacked).sum(axis=0)
             else:
                 self._fold_tabular(stacked, self._layout)
+        drift = self._drift
         if self._pending_indices:
             indices = np.concatenate(self._pending_indices)
             self._class_counts += np.bincount(indices, minlength=len(self._class_counts))
             self._pending_indices.clear()
+            if drift is not None and drift.class_to_bin is not None:
+                self._prediction_bins += drift.count_classes(indices)
         if self._pending_values:
             values = np.concatenate(self._pending_values).astype(np.float64).ravel()
+            if drift is not None and drift.value_edges is not None:
+                self._prediction_bins += drift.count_values(values)
             positions = np.searchsorted(PREDICTION_VALUE_BUCKETS, values, side="left")
             self._value_counts += np.bincount(positions, minlength=len(self._value_counts))
             self._value_sum += float(values.sum())
@@ -221,6 +287,7 @@ class ServingMetrics:
 
     def snapshot(self) -> MetricsSnapshot:
         self._fold()
+        captured, queued = self._capture_counts() if self._capture_counts else ({}, 0)
         return MetricsSnapshot(
             requests_by_code=dict(self._requests_by_code),
             latency_counts=list(self._latency_counts),
@@ -235,6 +302,11 @@ class ServingMetrics:
             feature_missing=[int(v) for v in self._feature_missing],
             column_missing=[int(v) for v in self._column_missing],
             unseen_categories=[int(v) for v in self._unseen],
+            feature_bins=[[int(v) for v in counts] for counts in self._feature_bins],
+            prediction_bins=[int(v) for v in self._prediction_bins],
+            capture_records=dict(captured),
+            capture_queue=queued,
+            feedback_records=self._feedback_records,
         )
 
 
@@ -243,13 +315,20 @@ class _SnapshotCollector:
         self._source = source
 
     def collect(self) -> Iterator[Metric]:
+        snapshot = self._source.merged_snapshot()
         yield from metric_families(
             self._source.labels,
             self._source.feature_names(),
             self._source.class_labels(),
-            self._source.merged_snapshot(),
+            snapshot,
             self._source.is_ready(),
             self._source.tabular_layout(),
+        )
+        yield from monitoring_families(
+            self._source.labels,
+            self._source.drift_plan(),
+            self._source.capture_enabled(),
+            snapshot,
         )
 
 
@@ -267,6 +346,10 @@ class ExpositionSource(Protocol):
     def merged_snapshot(self) -> MetricsSnapshot: ...
 
     def is_ready(self) -> bool: ...
+
+    def drift_plan(self) -> DriftPlan | None: ...
+
+    def capture_enabled(self) -> bool: ...
 
 
 def render(source: ExpositionSource) -> bytes:
@@ -369,6 +452,62 @@ def metric_families(
         if index < len(snapshot.unseen_categories):
             unseen.add_metric([*values, column], snapshot.unseen_categories[index])
     yield unseen
+
+
+def monitoring_families(
+    labels: MetricLabels, drift: DriftPlan | None, capture: bool, snapshot: MetricsSnapshot
+) -> Iterable[Metric]:
+    """Drift bins (every bin from 0 on), and the capture and feedback counters."""
+    names, values = labels.names(), labels.values()
+    if drift is not None:
+        features = CounterMetricFamily(
+            FEATURE_BIN_METRIC,
+            "Input values per feature counted into the training baseline's bins",
+            labels=[*names, "feature", "bin"],
+        )
+        for index, feature in enumerate(drift.features):
+            row = snapshot.feature_bins[index] if index < len(snapshot.feature_bins) else []
+            for position, label in enumerate(feature.bins):
+                count = row[position] if position < len(row) else 0
+                features.add_metric([*values, feature.name, label], count)
+        yield features
+        if drift.prediction_bins:
+            predictions = CounterMetricFamily(
+                PREDICTION_BIN_METRIC,
+                "Predictions counted into the training baseline's prediction bins",
+                labels=[*names, "bin"],
+            )
+            counts = snapshot.prediction_bins
+            for position, label in enumerate(drift.prediction_bins):
+                count = counts[position] if position < len(counts) else 0
+                predictions.add_metric([*values, label], count)
+            yield predictions
+        unmonitored = GaugeMetricFamily(
+            UNMONITORED_FEATURES_METRIC,
+            "Baseline features beyond the monitored-feature cap, not counted by this server",
+            labels=names,
+        )
+        unmonitored.add_metric(values, drift.unmonitored)
+        yield unmonitored
+    if capture:
+        records = CounterMetricFamily(
+            CAPTURE_RECORDS_METRIC,
+            "Capture records by fate: written to the store, dropped (queue full), failed",
+            labels=[*names, "result"],
+        )
+        for result in CAPTURE_RESULTS:
+            records.add_metric([*values, result], snapshot.capture_records.get(result, 0))
+        yield records
+        depth = GaugeMetricFamily(
+            CAPTURE_QUEUE_METRIC, "Capture records waiting to be written", labels=names
+        )
+        depth.add_metric(values, snapshot.capture_queue)
+        yield depth
+        feedback = CounterMetricFamily(
+            FEEDBACK_RECORDS_METRIC, "Ground-truth labels accepted", labels=names
+        )
+        feedback.add_metric(values, snapshot.feedback_records)
+        yield feedback
 
 
 def _cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[str, float]]:

@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import numpy as np
 import orjson
 
+from kiln.contract.monitoring import INFERENCE_ID_HEADER, Baseline
+from kiln.server.capture import CaptureWriter, column_layout
+from kiln.server.drift import DriftPlan, compile_drift
 from kiln.server.metrics import (
     MetricLabels,
     MetricsSnapshot,
@@ -33,6 +37,7 @@ from kiln.server.metrics import (
 )
 from kiln.server.predictor import Predictor, drift_feature_names
 from kiln.server.protocol import (
+    PROBA_OUTPUT,
     InferRequest,
     ProtocolError,
     encode_infer_response,
@@ -66,6 +71,7 @@ class _Pending:
     request: InferRequest
     reply: Reply
     received_at: float
+    request_id: str
 
 
 class InferenceService:
@@ -76,12 +82,16 @@ class InferenceService:
         settings: ServiceSettings,
         schedule: Callable[[Callable[[], None]], Any],
         peer_snapshots: Callable[[], list[MetricsSnapshot]] = list,
+        capture: CaptureWriter | None = None,
     ) -> None:
         self.settings = settings
+        self.capture = capture
         self._schedule = schedule
         self._peer_snapshots = peer_snapshots
         self.labels = MetricLabels(settings.model_name, settings.model_version, settings.track)
         self.metrics = ServingMetrics(self.labels)
+        if capture is not None:
+            self.metrics.attach_capture(capture.counts)
         self.predictor: Predictor | None = None
         self.sha256: str | None = None
         self.not_ready_reason = "model is loading"
@@ -94,7 +104,9 @@ class InferenceService:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def model_loaded(self, predictor: Predictor, sha256: str) -> None:
+    def model_loaded(
+        self, predictor: Predictor, sha256: str, baseline: Baseline | None = None
+    ) -> None:
         self.predictor = predictor
         self.sha256 = sha256
         if predictor.tabular is not None:
@@ -106,6 +118,15 @@ class InferenceService:
                 f"f{index}" for index in range(predictor.schema.n_features)
             )
         self.metrics.configure_model(names, predictor.classes, predictor.layout)
+        inputs, kinds = input_columns(predictor)
+        if baseline is not None:
+            plan = compile_drift(baseline, inputs, kinds, predictor.classes)
+            self.metrics.configure_drift(plan)
+        else:
+            self.metrics.configure_drift(None)
+        if self.capture is not None:
+            texts = kinds is not None and any(k not in ("numeric", "boolean") for k in kinds)
+            self.capture.set_columns(column_layout(inputs, kinds, texts))
         self.not_ready_reason = ""
 
     def model_failed(self, reason: str) -> None:
@@ -144,6 +165,12 @@ class InferenceService:
     def is_ready(self) -> bool:
         return self.ready
 
+    def drift_plan(self) -> DriftPlan | None:
+        return self.metrics.drift
+
+    def capture_enabled(self) -> bool:
+        return self.capture is not None
+
     # -- routing -------------------------------------------------------------------------
 
     def handle(
@@ -162,6 +189,10 @@ class InferenceService:
             if method != "POST":
                 return _method_not_allowed(reply, "POST")
             return self._infer(path[: -len("/infer")], headers, body, reply, received_at)
+        if path.endswith("/feedback"):
+            if method != "POST":
+                return _method_not_allowed(reply, "POST")
+            return self._feedback(path[: -len("/feedback")], body, reply)
         if method not in ("GET", "HEAD"):
             if self._is_known_get_path(path):
                 return _method_not_allowed(reply, "GET")
@@ -296,7 +327,8 @@ class InferenceService:
         except Exception as exc:  # bad input must never become a 500
             log.warning("unexpected failure parsing an inference request: %r", exc)
             return self._finish_error(reply, received_at, 400, f"invalid request: {exc}")
-        self._pending.append(_Pending(request, reply, received_at))
+        request_id = request.request_id or headers.get(INFERENCE_ID_HEADER) or uuid.uuid4().hex
+        self._pending.append(_Pending(request, reply, received_at, request_id))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._schedule(self._flush)
@@ -363,13 +395,14 @@ class InferenceService:
 
     def _respond(self, predictor: Predictor, item: _Pending, values: np.ndarray) -> None:
         request = item.request
+        request_id = item.request_id
         try:
             names = [output.name for output in request.outputs]
             tensors = predictor.outputs(request.features, values, names)
             body, header_length = encode_infer_response(
                 self.settings.model_name,
                 self.settings.model_version,
-                request.request_id,
+                request_id,
                 [
                     (tensor, output.binary)
                     for tensor, output in zip(tensors, request.outputs, strict=True)
@@ -379,8 +412,9 @@ class InferenceService:
             log.exception("encoding the response failed")
             self._finish_error(item.reply, item.received_at, 500, f"prediction failed: {exc}")
             return
+        id_header = (INFERENCE_ID_HEADER, _header_safe(request_id))
         if header_length is None:
-            item.reply(200, body, _NO_HEADERS)
+            item.reply(200, body, (id_header,))
         else:
             item.reply(
                 200,
@@ -388,9 +422,43 @@ class InferenceService:
                 (
                     ("content-type", "application/octet-stream"),
                     ("inference-header-content-length", str(header_length)),
+                    id_header,
                 ),
             )
         self.metrics.observe_request(200, time.perf_counter() - item.received_at)
+        capture = self.capture
+        if capture is not None and capture.wants(request_id):
+            proba = next((t.values for t in tensors if t.name == PROBA_OUTPUT), None)
+            capture.offer_predictions(request_id, request.features, values, proba)
+
+    # -- ground truth ----------------------------------------------------------------------
+
+    def _feedback(self, base: str, body: bytes, reply: Reply) -> None:
+        if base not in (self._model_prefix, self._version_prefix):
+            return _json(reply, 404, {"error": self._unknown_model_text(base)})
+        capture = self.capture
+        if capture is None:
+            return _json(
+                reply,
+                409,
+                {
+                    "error": "data capture is off on this server (no capture destination is "
+                    "configured), so feedback labels cannot be recorded; enable capture on "
+                    "the ModelDeployment"
+                },
+            )
+        try:
+            labels = parse_feedback(body)
+        except ProtocolError as exc:
+            return _json(reply, exc.status, {"error": exc.message})
+        if not capture.offer_feedback(labels):
+            return reply(
+                503,
+                error_body("capture queue is full; labels not accepted, retry later"),
+                (("retry-after", "1"),),
+            )
+        self.metrics.observe_feedback(len(labels))
+        _json(reply, 200, {"accepted": len(labels)})
 
     def _finish_error(
         self,
@@ -428,6 +496,63 @@ def column_inputs_metadata(tabular: TabularSchema) -> list[dict[str, Any]]:
             }
         )
     return inputs
+
+
+MAX_ID_LENGTH = 256
+
+
+def parse_feedback(body: bytes) -> list[tuple[str, int, Any]]:
+    """`{"labels": [{"id", "row"?, "label"}, …]}` or one `{"id", "row"?, "label"}`."""
+    try:
+        document = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"malformed JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ProtocolError('feedback must be a JSON object: {"labels": [{"id", "label"}, …]}')
+    if "labels" in document:
+        items = document["labels"]
+        if not isinstance(items, list) or not items:
+            raise ProtocolError("'labels' must be a non-empty list of {id, row, label} objects")
+        where = [f"labels[{index}]" for index in range(len(items))]
+    elif "id" in document or "label" in document:
+        items, where = [document], ["feedback"]
+    else:
+        raise ProtocolError("feedback needs 'labels' (a list) or one object with 'id' and 'label'")
+    labels: list[tuple[str, int, Any]] = []
+    for item, at in zip(items, where, strict=True):
+        if not isinstance(item, dict):
+            raise ProtocolError(f"{at} must be an object with 'id' and 'label'")
+        request_id = item.get("id")
+        if not isinstance(request_id, str) or not request_id:
+            raise ProtocolError(f"{at}.id must be a non-empty string (the inference id)")
+        if len(request_id) > MAX_ID_LENGTH:
+            raise ProtocolError(f"{at}.id is longer than {MAX_ID_LENGTH} characters")
+        row = item.get("row", 0)
+        if type(row) is not int or row < 0:
+            raise ProtocolError(f"{at}.row must be a non-negative integer (default 0)")
+        if "label" not in item or item["label"] is None:
+            raise ProtocolError(f"{at}.label is required")
+        label = item["label"]
+        if not isinstance(label, str | int | float):
+            raise ProtocolError(f"{at}.label must be a string, number or boolean")
+        labels.append((request_id, row, label))
+    return labels
+
+
+def input_columns(predictor: Predictor) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+    """The request matrix's column names (and kinds, for a tabular model)."""
+    tabular = predictor.tabular
+    if tabular is not None:
+        return tabular.names, tuple(column.kind for column in tabular.columns)
+    schema = predictor.schema
+    names = schema.feature_names or tuple(f"f{index}" for index in range(schema.n_features))
+    return names, None
+
+
+def _header_safe(value: str) -> str:
+    if value.isascii() and value.isprintable():
+        return value
+    return quote(value, safe="")
 
 
 def _decoded_body(body: bytes, encoding: str | None, limit: int) -> bytes:

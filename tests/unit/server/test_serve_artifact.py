@@ -116,3 +116,64 @@ def test_garbage_skops_bytes_are_an_artifact_error() -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ArtifactError, match="unknown model format"):
         load_artifact("/nowhere", "0" * 64, "onnx")
+
+
+# -- the training baseline ---------------------------------------------------------------
+
+
+def _baseline_file(tmp_path: Path) -> tuple[Path, str]:
+    from kiln.contract.monitoring import Baseline, Distribution, FeatureProfile
+
+    baseline = Baseline(
+        rows=150,
+        features=[
+            FeatureProfile(
+                name="sepal_length",
+                kind="numeric",
+                distribution=Distribution(edges=[5.0, 6.0], shares=[0.3, 0.4, 0.3], count=150),
+            )
+        ],
+    )
+    path = tmp_path / "baseline.json"
+    path.write_bytes(baseline.model_dump_json(by_alias=True).encode())
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_baseline_loads_after_its_digest_matches(tmp_path: Path) -> None:
+    path, digest = _baseline_file(tmp_path)
+    loaded = artifact.load_baseline(str(path), digest)
+    assert [f.name for f in loaded.features] == ["sepal_length"]
+
+
+def test_a_baseline_whose_digest_differs_is_an_integrity_error(tmp_path: Path) -> None:
+    path, _ = _baseline_file(tmp_path)
+    with pytest.raises(IntegrityError, match="baseline sha256"):
+        artifact.load_baseline(str(path), "0" * 64)
+
+
+def test_a_file_that_is_not_a_baseline_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "baseline.json"
+    path.write_bytes(b'{"features": 3}')
+    with pytest.raises(artifact.InvalidBaselineError):
+        artifact.load_baseline(str(path), hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def test_a_baseline_integrity_failure_fails_the_model_load(tmp_path: Path) -> None:
+    from kiln.server.config import parse_config
+    from kiln.server.main import LoadFailure, _load
+
+    model, model_digest = write_skops(iris_logistic_regression(), tmp_path)
+    path, digest = _baseline_file(tmp_path)
+    flags = [
+        "--model-name=iris",
+        "--model-version=1",
+        f"--artifact-uri={model}",
+        f"--artifact-sha256={model_digest}",
+        f"--baseline-uri={path}",
+    ]
+    loaded = _load(parse_config([*flags, f"--baseline-sha256={digest}"], {}))
+    assert loaded.baseline is not None
+    with pytest.raises(LoadFailure) as failure:
+        _load(parse_config([*flags, f"--baseline-sha256={'1' * 64}"], {}))
+    assert failure.value.reason.startswith("IntegrityError: baseline sha256")
+    assert _load(parse_config(flags[:4], {})).baseline is None

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kiln.server.drift import DriftPlan
 from kiln.server.metrics import (
     MetricLabels,
     MetricsSnapshot,
@@ -44,6 +45,12 @@ class Source:
 
     def is_ready(self) -> bool:
         return True
+
+    def drift_plan(self) -> DriftPlan | None:
+        return self._metrics.drift
+
+    def capture_enabled(self) -> bool:
+        return False
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
