@@ -15,15 +15,18 @@ driven by `wrk` with the same OIP v2 bodies, measured one at a time in rounds wi
 order rotated (the machine's background load drifts; this spreads it over all three),
 the median round kept:
 
-  1-row, 1 connection    latency without queueing
-  1-row, 4 connections   latency and requests/s under load
-  100-row, 4 connections rows/s (100 capture records per request)
+  1-row, 1 connection            one request at a time, as fast as answered
+  1-row, 4 connections           saturation: requests/s, latency with queueing
+  1-row, 4 connections +2 ms     each connection pausing 2 ms between requests (about
+                                 1,700 requests/s): latency below saturation
+  100-row, 4 connections         rows/s (100 capture records per request)
+  100-row, 4 connections +10 ms  about 35,000 rows/s, below saturation
 
 It prints p50/p99 per configuration and the ratios capture/baseline and
 baseline/plain, then what capture wrote: records written / dropped / failed (from the
 server's own counters) and the objects and lines found in the bucket.
 
-    bench/serving/capture.sh                       # 3 rounds of 5 s (~3 min)
+    bench/serving/capture.sh                       # 3 rounds of 5 s (~6 min)
     bench/serving/capture.sh --duration 3 --rounds 1
 """
 
@@ -51,7 +54,15 @@ from run import WrkResult, free_port, infer_body, iris_rows, request, running, w
 from tests.support.s3 import running_seaweedfs  # noqa: E402
 
 CONFIGS = ("plain", "baseline", "capture", "capture-file")
-LOADS = (("1-row", 1, 1), ("1-row", 4, 1), ("100-row", 4, 100))  # name, connections, rows
+# name, connections, rows, pause in ms before each request (0: as fast as answered)
+LOADS = (
+    ("1-row", 1, 1, 0),
+    ("1-row", 4, 1, 0),
+    ("1-row", 4, 1, 2),
+    ("100-row", 4, 100, 0),
+    ("100-row", 4, 100, 10),
+)
+PACED_LUA = HERE / "paced.lua"
 
 
 @dataclass
@@ -63,8 +74,35 @@ class Figures:
         return ordered[len(ordered) // 2]
 
 
-def load_key(name: str, connections: int) -> str:
-    return f"{name} c{connections}"
+def load_key(name: str, connections: int, pause: int) -> str:
+    return f"{name} c{connections}" + (f" +{pause}ms" if pause else "")
+
+
+def paced_wrk(
+    port: int, body_file: Path, connections: int, seconds: float, pause: int
+) -> WrkResult:
+    """wrk with a pause before every request (paced.lua): latency below saturation."""
+    import subprocess
+
+    completed = subprocess.run(
+        [
+            "wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+            "--timeout", "10s", "-s", str(PACED_LUA),
+            f"http://127.0.0.1:{port}/v2/models/iris/infer",
+        ],
+        env={**os.environ, "WRK_BODY_FILE": str(body_file), "WRK_DELAY_MS": str(pause)},
+        capture_output=True, text=True, timeout=seconds + 60, check=True,
+    )  # fmt: skip
+    line = next(x for x in completed.stdout.splitlines() if x.startswith("KILN_RESULT "))
+    raw = json.loads(line.removeprefix("KILN_RESULT "))
+    return WrkResult(
+        requests=raw["requests"],
+        seconds=raw["seconds"],
+        p50_ms=raw["p50_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        refused=raw["status_4xx_5xx"],
+        socket_errors=raw["errors_connect"] + raw["errors_read"] + raw["errors_timeout"],
+    )
 
 
 def write_model(work: Path) -> tuple[Path, str, Path, str]:
@@ -160,7 +198,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-capture-"))
     files = write_model(work)
     bodies = {}
-    for name, _, rows in LOADS:
+    for name, _, rows, _ in LOADS:
         bodies[name] = work / f"{name}.json"
         bodies[name].write_bytes(infer_body(iris_rows(rows, seed=rows)))
     figures = {config: Figures() for config in CONFIGS}
@@ -175,11 +213,15 @@ def main() -> int:
             shift = round_index % len(specs)
             for server in specs[shift:] + specs[:shift]:
                 print(f"==> round {round_index + 1}: {server.label}", file=sys.stderr)
-                for name, connections, _ in LOADS:
-                    result = wrk(server.port, bodies[name], connections, args.duration)
-                    figures[server.label].runs.setdefault(load_key(name, connections), []).append(
-                        result
-                    )
+                for name, connections, _, pause in LOADS:
+                    if pause:
+                        result = paced_wrk(
+                            server.port, bodies[name], connections, args.duration, pause
+                        )
+                    else:
+                        result = wrk(server.port, bodies[name], connections, args.duration)
+                    key = load_key(name, connections, pause)
+                    figures[server.label].runs.setdefault(key, []).append(result)
         capture_port = specs[CONFIGS.index("capture")].port
         deadline = time.monotonic() + 30  # let the writer finish (flush every 10 s)
         while capture_counts(capture_port).get("queued", 0) and time.monotonic() < deadline:
@@ -203,8 +245,8 @@ def print_report(
         f"{args.rounds} rounds, loopback, {os.cpu_count()} cores"
     )
     print(f"{'load':16} {'config':12} {'req/s':>9} {'rows/s':>10} {'p50 ms':>7} {'p99 ms':>7}")
-    for name, connections, rows in LOADS:
-        key = load_key(name, connections)
+    for name, connections, rows, pause in LOADS:
+        key = load_key(name, connections, pause)
         for config in CONFIGS:
             run = figures[config].median(key)
             print(
@@ -212,22 +254,25 @@ def print_report(
                 f"{run.ok_per_second * rows:>10,.0f} {run.p50_ms:>7.2f} {run.p99_ms:>7.2f}"
             )
     print("\nRatios (same run)")
-    for name, connections, _ in LOADS:
-        key = load_key(name, connections)
+    for name, connections, _, pause in LOADS:
+        key = load_key(name, connections, pause)
         base, plain = figures["baseline"].median(key), figures["plain"].median(key)
         for config in ("capture", "capture-file"):
             cap = figures[config].median(key)
             print(
-                f"  {key:12} {config + '/baseline':21} p50 x{_ratio(cap.p50_ms, base.p50_ms)}"
+                f"  {key:17} {config + '/baseline':21} p50 x{_ratio(cap.p50_ms, base.p50_ms)}"
                 f"  p99 x{_ratio(cap.p99_ms, base.p99_ms)}"
                 f"  req/s x{_ratio(cap.ok_per_second, base.ok_per_second)}"
             )
-        print(f"  {key:12} {'baseline/plain':21} p99 x{_ratio(base.p99_ms, plain.p99_ms)}")
+        print(f"  {key:17} {'baseline/plain':21} p99 x{_ratio(base.p99_ms, plain.p99_ms)}")
     spread = {
-        config: statistics.pstdev([r.p99_ms for r in figures[config].runs[load_key("1-row", 4)]])
+        config: round(
+            statistics.pstdev([r.p99_ms for r in figures[config].runs[load_key("1-row", 4, 2)]]),
+            3,
+        )
         for config in CONFIGS
     }
-    print(f"  (spread of the 1-row c4 p99 across rounds, ms: {json.dumps(spread)})")
+    print(f"  (spread of the 1-row c4 +2ms p99 across rounds, ms: {json.dumps(spread)})")
     print(
         f"\nCapture: written {counts.get('written', 0):,.0f}, dropped "
         f"{counts.get('dropped', 0):,.0f}, failed {counts.get('failed', 0):,.0f}, still queued "

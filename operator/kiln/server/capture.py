@@ -46,7 +46,7 @@ CONTENT_TYPE = "application/x-ndjson"
 POLL_SECONDS = 0.05  # how often the writer looks at the queue
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
-SLICE_RECORDS = 64  # records serialised per slice of the writer's work
+SLICE_RECORDS = 64  # records serialised per slice of the writer's work (~0.3 ms)
 SLICE_PAUSE_SECONDS = 0.0002  # between slices: the event loop's thread runs freely
 # While the writer thread runs Python, the event loop's thread waits up to this long
 # for the GIL after each of its socket calls (CPython's default is 5 ms).

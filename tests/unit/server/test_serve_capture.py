@@ -431,3 +431,20 @@ def test_a_tabular_fast_path_model_returns_ids_counts_drift_and_captures_columns
     first = rows.iloc[0]
     assert records[0]["inputs"]["island"] == first["island"]
     assert set(records[0]["inputs"]) == set(rows.columns)
+
+
+def test_feedback_takes_only_post() -> None:
+    harness = Harness(writer(FakeStore()))
+    answers: list[tuple[int, bytes, tuple[tuple[str, str], ...]]] = []
+    harness.service.handle("GET", FEEDBACK, {}, b"", lambda s, b, h: answers.append((s, b, h)), 0.0)
+    assert answers[0][0] == 405 and dict(answers[0][2])["allow"] == "POST"
+
+
+def test_capture_counters_are_exported_at_zero_from_the_start() -> None:
+    from kiln.server.metrics import render
+
+    text = render(Harness(writer(FakeStore())).service).decode()
+    for result in ("written", "dropped", "failed"):
+        assert f'kiln_capture_records_total{{model="iris",result="{result}"' in text
+    assert "kiln_capture_queue_depth{" in text and "kiln_feedback_records_total{" in text
+    assert "kiln_capture" not in render(Harness().service).decode()
