@@ -80,6 +80,7 @@ import sys, yaml
 md = yaml.safe_load(open("examples/iris/modeldeployment.yaml"))
 md["spec"]["replicas"] = 2
 md["spec"]["canary"].update(steps=[50], intervalSeconds=10, minRequests=10, failureLimit=0)
+md["spec"]["monitoring"].update(windowSeconds=60, intervalSeconds=10)
 yaml.safe_dump(md, sys.stdout)
 PY
 until [ "$(kubectl -n kiln-demo get md iris -o jsonpath='{.status.stableVersion}')" = iris-v1 ] &&
@@ -95,13 +96,18 @@ echo
 say "Continuous delivery: retrain -> iris-v2 Approved -> canary analysed on live traffic"
 # Steady traffic for the analysis (bounded: stops after 5 minutes or when the demo ends).
 .venv/bin/python - "$url" <<'PY' &
-import sys, time, urllib.request
-body = b'{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP64","data":[5.9,3.0,5.1,1.8]}]}'
+import csv, itertools, json, sys, time, urllib.request
+# The rows of the training table, in turn: traffic from the training distribution.
+features = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+rows = [[float(r[f]) for f in features] for r in csv.DictReader(open("examples/data/iris.csv"))]
 end = time.monotonic() + 300
-while time.monotonic() < end:
+for row in itertools.cycle(rows):
+    if time.monotonic() > end:
+        break
+    body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": row}]}
     try:
         urllib.request.urlopen(urllib.request.Request(
-            sys.argv[1] + "/v2/models/iris/infer", data=body,
+            sys.argv[1] + "/v2/models/iris/infer", data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"}), timeout=5).read()
     except OSError:
         pass
@@ -118,6 +124,34 @@ kubectl -n kiln-demo get md iris
 [ "$(kubectl -n kiln-demo get md iris -o jsonpath='{.status.stableVersion}')" = iris-v2 ] \
   || fail "iris-v2 was not promoted"
 
+say "Monitoring: captured predictions, labels sent back, drift against iris-v2's baseline"
+.venv/bin/python - "$url" <<'PY'
+import csv, json, sys, urllib.request
+url, features = sys.argv[1], ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+labels = []
+for i, row in enumerate(csv.DictReader(open("examples/data/iris.csv"))):
+    data = [float(row[f]) for f in features]
+    body = {"id": f"demo-{i}",
+            "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": data}]}
+    request = urllib.request.Request(url + "/v2/models/iris/infer", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    answer = json.load(urllib.request.urlopen(request, timeout=5))
+    labels.append({"id": answer["id"], "label": row["species"]})
+request = urllib.request.Request(url + "/v2/models/iris/feedback",
+                                 json.dumps({"labels": labels}).encode(),
+                                 {"Content-Type": "application/json"})
+accepted = json.load(urllib.request.urlopen(request, timeout=10))["accepted"]
+print(f"  {len(labels)} predictions with ids demo-0..demo-{len(labels) - 1}; {accepted} true labels sent back")
+PY
+deadline=$((SECONDS + 120))
+until [ "$(kubectl -n kiln-demo get md iris -o jsonpath='{.status.monitoring.quality.labelled}')" -ge 50 ] 2>/dev/null; do
+  [ $SECONDS -lt $deadline ] || fail "no live accuracy from the labels within 120 s"
+  sleep 2
+done
+.venv/bin/kiln monitor iris -n kiln-demo
+[ "$(kubectl -n kiln-demo get md iris -o jsonpath='{.status.conditions[?(@.type=="QualityDegraded")].status}')" = False ] \
+  || fail "live accuracy of iris-v2 on its own training rows is degraded"
+
 say "Every shipped Grafana panel's query against this Prometheus (series counts)"
 sleep 10  # one more scrape of the operator after the rollout
 .venv/bin/python -m kilndev.dashboards "$KILN_PROMETHEUS_URL" --namespace kiln-demo \
@@ -129,6 +163,8 @@ The cluster stays up. Try:
   source $(dirname "$KUBECONFIG")/env
   kubectl get pods -A
   kubectl kiln canary iris -n kiln-demo   # the rollout, with every analysis result
+  kubectl kiln monitor iris -n kiln-demo  # drift per feature, live accuracy, capture
+  kubectl kiln baseline iris-v2 -n kiln-demo  # the training profile drift is measured against
   kiln dev status        # health of every component
   kiln approve iris-v1 -n kiln-demo --reason "reviewed"   # or: kubectl kiln reject …
   kubectl -n kiln-system logs deploy/kiln-operator        # the operator's log
