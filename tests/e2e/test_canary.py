@@ -86,7 +86,7 @@ def artifacts(kube: Kube) -> dict[str, Artifact]:
 
 
 @pytest.fixture
-def operator(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[Path]:
+def operator(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
     """The operator, watching only the test's namespace, with the current CRDs."""
     kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kube.core.create_namespaced_secret(
@@ -107,8 +107,10 @@ def operator(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[Path]:
     }
     process = OperatorProcess(kube.kubeconfig, tmp_path / "operator.log", env).start()
     try:
-        yield process.log
+        yield process
     finally:
+        if process.process is None or process.process.poll() is not None:
+            process.start()  # a test that killed it: stop() below stops the last one
         process.stop()
         print(process.log_tail())
 
@@ -293,7 +295,7 @@ def service_url(kube: Kube, namespace: str) -> str:
 
 
 def test_good_version_is_promoted_and_serves_through_a_triton_client(
-    kube: Kube, namespace: str, operator: Path, artifacts: dict[str, Artifact]
+    kube: Kube, namespace: str, operator: OperatorProcess, artifacts: dict[str, Artifact]
 ) -> None:
     create_version(kube, namespace, 1, artifacts["v1"])
     create_deployment(kube, namespace)
@@ -353,7 +355,7 @@ def test_good_version_is_promoted_and_serves_through_a_triton_client(
 
 
 def test_slow_version_is_rolled_back_with_stable_untouched(
-    kube: Kube, namespace: str, operator: Path, artifacts: dict[str, Artifact]
+    kube: Kube, namespace: str, operator: OperatorProcess, artifacts: dict[str, Artifact]
 ) -> None:
     create_version(kube, namespace, 1, artifacts["v1"])
     # The bound is far from both versions, so the verdict does not depend on how busy the
@@ -391,7 +393,7 @@ def test_slow_version_is_rolled_back_with_stable_untouched(
 
 
 def test_tampered_artifact_never_serves_and_fails_with_integrity_error(
-    kube: Kube, namespace: str, operator: Path, artifacts: dict[str, Artifact]
+    kube: Kube, namespace: str, operator: OperatorProcess, artifacts: dict[str, Artifact]
 ) -> None:
     create_version(kube, namespace, 1, artifacts["v1"])
     create_deployment(kube, namespace)
@@ -413,7 +415,7 @@ def test_tampered_artifact_never_serves_and_fails_with_integrity_error(
 
 
 def test_prometheus_outage_pauses_as_inconclusive_and_resumes(
-    kube: Kube, namespace: str, operator: Path, artifacts: dict[str, Artifact]
+    kube: Kube, namespace: str, operator: OperatorProcess, artifacts: dict[str, Artifact]
 ) -> None:
     if not kube.local:
         pytest.fail("this scenario stops the dev cluster's Prometheus; run it on the dev cluster")
@@ -472,7 +474,7 @@ def route_weights(kube: Kube, namespace: str) -> tuple[int, int] | None:
 
 
 def test_gateway_mode_moves_exact_httproute_weights_through_the_steps(
-    kube: Kube, namespace: str, operator: Path, artifacts: dict[str, Artifact]
+    kube: Kube, namespace: str, operator: OperatorProcess, artifacts: dict[str, Artifact]
 ) -> None:
     """The HTTPRoute, accepted by the real Gateway API CRD (its schema and CEL rules), has
     exactly each step's weights. The dev cluster has no gateway data plane, so the test
@@ -535,7 +537,7 @@ def _serving_pods(kube: Kube, namespace: str, track: str = "stable") -> list[cli
 
 
 def test_kubectl_exec_and_port_forward_reach_a_model_server(
-    kube: Kube, namespace: str, operator: Path, artifacts: dict[str, Artifact]
+    kube: Kube, namespace: str, operator: OperatorProcess, artifacts: dict[str, Artifact]
 ) -> None:
     create_version(kube, namespace, 1, artifacts["v1"])
     create_deployment(kube, namespace)
@@ -575,7 +577,7 @@ def test_kubectl_exec_and_port_forward_reach_a_model_server(
 
 
 def test_a_node_drain_keeps_the_model_answering(
-    kube: Kube, namespace: str, operator: Path, artifacts: dict[str, Artifact]
+    kube: Kube, namespace: str, operator: OperatorProcess, artifacts: dict[str, Artifact]
 ) -> None:
     nodes = [
         n.metadata.name
@@ -621,3 +623,70 @@ def test_a_node_drain_keeps_the_model_answering(
     # Every request during the drain was answered: the PDB let one replica go at a time.
     assert codes[200] > 50, codes
     assert set(codes) == {200}, codes
+
+
+def test_random_operator_kills_during_a_canary_under_traffic_lose_no_request(
+    kube: Kube, namespace: str, operator: OperatorProcess, artifacts: dict[str, Artifact]
+) -> None:
+    """The operator SIGKILLed at random moments (seeded, printed) from the moment v2 is
+    approved until it is promoted, with steady traffic: every request answered, v2 promoted
+    once, one Deployment and one PodDisruptionBudget per track, no Warning Event."""
+    import random
+
+    seed = secrets.randbelow(10_000)
+    rng = random.Random(seed)
+    kills: list[float] = []
+    stop = threading.Event()
+
+    def killer() -> None:
+        while not stop.wait(rng.uniform(1.0, 4.0)):
+            operator.kill()
+            kills.append(time.monotonic())
+            time.sleep(rng.uniform(0.1, 1.0))
+            operator.start()
+
+    create_version(kube, namespace, 1, artifacts["v1"])
+    create_deployment(kube, namespace, steps=[25, 50, 75], intervalSeconds=10)
+    serving(kube, namespace)
+    thread = threading.Thread(target=killer, daemon=True)
+    with load(service_url(kube, namespace)) as codes:
+        create_version(kube, namespace, 2, artifacts["v2"])
+        thread.start()
+        try:
+            wait_status(
+                kube,
+                namespace,
+                lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == "iris-v2",
+                300,
+                f"iris-v2 promoted (seed {seed})",
+                never=lambda s: s.get("phase") in ("RolledBack", "Failed"),
+            )
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+            if operator.process is None or operator.process.poll() is not None:
+                operator.start()
+        settled = time.monotonic() - (kills[-1] if kills else time.monotonic())
+    total = sum(codes.values())
+    print(f"seed {seed}: {len(kills)} SIGKILLs, {total} requests, codes {dict(codes)}, "
+          f"promoted {settled:.1f} s after the last kill")  # fmt: skip
+    assert kills, "the operator was never killed"
+    assert set(codes) == {200}, (seed, codes)
+    deployments = sorted(
+        d.metadata.name for d in kube.apps.list_namespaced_deployment(namespace).items
+    )
+    assert deployments == ["iris-canary", "iris-stable"], (seed, deployments)
+    budgets = client.PolicyV1Api(kube.api).list_namespaced_pod_disruption_budget(namespace).items
+    assert sorted(b.metadata.name for b in budgets) == ["iris-canary", "iris-stable"], seed
+    warnings = kube.core.list_namespaced_event(namespace, field_selector="type=Warning").items
+    assert [
+        (e.reason, e.message) for e in warnings if e.involved_object.kind == "ModelDeployment"
+    ] == [], seed
+    # Every step advanced once: an Event per step at most (a kill between the status write
+    # and the Event may lose one; a step applied twice would post two).
+    events = kube.core.list_namespaced_event(namespace).items
+    advanced: Counter[str] = Counter()
+    for event in events:
+        if event.reason == "StepAdvanced":
+            advanced[event.message] += event.count or 1
+    assert all(n == 1 for n in advanced.values()), (seed, advanced)
