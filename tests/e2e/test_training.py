@@ -400,6 +400,36 @@ def test_a_run_started_before_an_apiserver_restart_completes_and_a_retrain_follo
     assert sorted(v["metadata"]["name"] for v in versions(kube, ns)) == ["iris-v1", "iris-v2"]
 
 
+def test_a_run_survives_etcd_stopping_for_a_few_seconds_and_a_retrain_follows(
+    kube: Kube, ns: str, datasets: dict[str, str], operator: OperatorProcess
+) -> None:
+    """etcd (the cluster's storage) stops mid-run: every API call fails meanwhile, the
+    operator keeps retrying without a crash loop, and once etcd is back the run is
+    registered once and a retrain runs once."""
+    if not kube.local:
+        pytest.fail("this scenario stops the dev cluster's etcd; run it on the dev cluster")
+    from kilndev.cluster import Cluster
+
+    cluster = Cluster()
+    create(kube, ns, training_job("iris", datasets["iris.csv"]))
+    wait_for(lambda: training_pods(kube, ns), 30, "the first training pod", interval=0.1)
+    assert cluster.stop_component("etcd")
+    time.sleep(5)
+    cluster.start_component("etcd")
+    back = time.monotonic()
+    wait_approved(kube, ns, "iris-v1", timeout=180)
+    custom(kube).patch_namespaced_custom_object(
+        GROUP, VERSION, ns, "trainingjobs", "iris",
+        {"metadata": {"annotations": {"kiln.dev/retrain": "after-etcd"}}},
+    )  # fmt: skip
+    wait_approved(kube, ns, "iris-v2", timeout=180)
+    print(f"etcd back -> iris-v2 Approved in {time.monotonic() - back:.1f} s")
+    assert operator.process is not None and operator.process.poll() is None, "operator exited"
+    assert sorted(p.metadata.name for p in training_pods(kube, ns)) == ["iris-1-1", "iris-2-1"]
+    assert sorted(v["metadata"]["name"] for v in versions(kube, ns)) == ["iris-v1", "iris-v2"]
+    assert "RunSkipped" not in events(kube, ns, "iris")
+
+
 def test_random_operator_kills_during_runs_and_retrains_apply_each_request_once(
     kube: Kube, ns: str, datasets: dict[str, str], operator: OperatorProcess
 ) -> None:
