@@ -61,7 +61,9 @@ if "datasets" not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
 s3.upload_file("examples/data/iris.csv", "datasets", "iris.csv")
 print("  uploaded examples/data/iris.csv to s3://datasets/iris.csv")
 PY
-kubectl create namespace kiln-demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# A demo run starts from scratch: a previous run's iris versions would change the story.
+kubectl delete namespace kiln-demo --ignore-not-found --wait=true --timeout=120s >/dev/null
+kubectl create namespace kiln-demo
 kubectl -n kiln-demo create secret generic s3-credentials \
   --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
   --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
@@ -125,6 +127,9 @@ kubectl -n kiln-demo get md iris
   || fail "iris-v2 was not promoted"
 
 say "Monitoring: captured predictions, labels sent back, drift against iris-v2's baseline"
+# Monitoring judges the stable track: wait until iris-v2's stable pods alone serve.
+kubectl -n kiln-demo rollout status deployment/iris-stable --timeout=180s
+kubectl -n kiln-demo wait --for=condition=Ready md/iris --timeout=180s
 .venv/bin/python - "$url" <<'PY'
 import csv, json, sys, urllib.request
 url, features = sys.argv[1], ["sepal_length", "sepal_width", "petal_length", "petal_width"]

@@ -222,8 +222,8 @@ def _capture(monitoring: MonitoringStatus, spec: MonitoringSpec | None) -> list[
         line += f" (sample rate {configured.sample_rate:g})"
     if capture is not None and (capture.written is not None or capture.dropped is not None):
         line += (
-            f"; in the window {_number(capture.written, 6)} written, "
-            f"{_number(capture.dropped, 6)} dropped"
+            f"; in the window {_records(capture.written)} written, "
+            f"{_records(capture.dropped)} dropped"
         )
     return [line]
 
@@ -266,3 +266,8 @@ def register(sub: Any) -> None:
     view.add_argument("--watch", "-w", action="store_true", help="refresh until interrupted")
     view.add_argument("--interval", type=float, default=5.0, help="refresh period (s)")
     view.set_defaults(func=_monitor)
+
+
+def _records(value: float | None) -> str:
+    """Record counts from `increase()` (extrapolated to fractions) as whole numbers."""
+    return "?" if value is None else f"{round(value):d}"

@@ -360,7 +360,9 @@ def _capture(spec: MonitoringSpec, obs: Observation) -> CaptureStatus:
 
 
 def _count(value: float | None) -> str:
-    return "?" if value is None else f"{value:g}"
+    """A counter's increase over the window, which Prometheus extrapolates to fractions,
+    as the whole number of records it stands for."""
+    return "?" if value is None else f"{round(value):d}"
 
 
 # -- Events ------------------------------------------------------------------------------

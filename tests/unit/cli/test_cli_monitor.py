@@ -231,3 +231,10 @@ def test_the_command_reads_the_object_and_prints_the_view(
     args = build_parser().parse_args(["monitor", "iris", "-n", "prod"])
     assert args.func(args) == 0
     assert "DRIFTING" in capsys.readouterr().out
+
+
+def test_capture_counts_extrapolated_by_prometheus_show_as_whole_records() -> None:
+    status = evaluated_status()
+    status["monitoring"]["capture"].update(written=729.014, dropped=0.4)
+    view = monitor.render("iris", SPEC, status, now=NOW)
+    assert "in the window 729 written, 0 dropped" in view
