@@ -9,11 +9,11 @@ time of the poll and never stored. An unreachable store gives None: never a chan
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 
 from kiln.api.training_job import TrainingJob
-from kiln.k8s.client import SECRETS, ApiError, KubeClient
+from kiln.k8s.client import ApiError, KubeClient
+from kiln.services.s3_access import s3_environment
 from kiln.store import ObjectStore, StoreError
 
 logger = logging.getLogger(__name__)
@@ -26,21 +26,12 @@ class DatasetProbe:
 
     async def environment(self, job: TrainingJob) -> dict[str, str]:
         output = job.spec.output
-        env = {"AWS_EC2_METADATA_DISABLED": "true"}
-        endpoint = output.s3_endpoint or self.default_endpoint
-        if endpoint:
-            env["AWS_ENDPOINT_URL"] = endpoint
-        ref = output.credentials_secret_ref
-        if ref is not None:
-            secret = await self.client.get(SECRETS, job.metadata.namespace, ref.name)
-            data = secret.get("data") or {}
-            for variable, key in (
-                ("AWS_ACCESS_KEY_ID", ref.access_key_id_key),
-                ("AWS_SECRET_ACCESS_KEY", ref.secret_access_key_key),
-            ):
-                if key in data:
-                    env[variable] = base64.b64decode(data[key]).decode()
-        return env
+        return await s3_environment(
+            self.client,
+            job.metadata.namespace or "default",
+            output.s3_endpoint or self.default_endpoint,
+            output.credentials_secret_ref,
+        )
 
     async def digest(self, job: TrainingJob) -> str | None:
         """`sha256:<hex>` when pinned, else the store's ETag; None when unknown."""

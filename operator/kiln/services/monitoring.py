@@ -23,7 +23,6 @@ digest mismatch), never an exception out of the reconcile.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import re
@@ -48,8 +47,9 @@ from kiln.contract.monitoring import (
 from kiln.core import monitoring as mon
 from kiln.core import quality as ql
 from kiln.core.analysis import feature_shares
-from kiln.k8s.client import SECRETS, ApiError, KubeClient
+from kiln.k8s.client import ApiError, KubeClient
 from kiln.services.prometheus import PrometheusClient
+from kiln.services.s3_access import s3_environment
 from kiln.store import ObjectStore, StoreError, normalise_sha256, parse_uri
 from kiln.store.baseline import read_baseline
 from kiln.store.errors import IntegrityError, InvalidObject
@@ -146,21 +146,12 @@ class MonitoringReader:
     async def environment(self, md: ModelDeployment) -> dict[str, str]:
         """The S3 environment of the server pods (spec.artifactStore), values resolved."""
         access = md.spec.artifact_store
-        env = {"AWS_EC2_METADATA_DISABLED": "true"}
-        endpoint = (access.s3_endpoint if access else None) or self.default_endpoint
-        if endpoint:
-            env["AWS_ENDPOINT_URL"] = endpoint
-        ref = access.credentials_secret_ref if access else None
-        if ref is not None:
-            secret = await self.client.get(SECRETS, md.metadata.namespace or "default", ref.name)
-            data = secret.get("data") or {}
-            for variable, key in (
-                ("AWS_ACCESS_KEY_ID", ref.access_key_id_key),
-                ("AWS_SECRET_ACCESS_KEY", ref.secret_access_key_key),
-            ):
-                if key in data:
-                    env[variable] = base64.b64decode(data[key]).decode()
-        return env
+        return await s3_environment(
+            self.client,
+            md.metadata.namespace or "default",
+            (access.s3_endpoint if access else None) or self.default_endpoint,
+            access.credentials_secret_ref if access else None,
+        )
 
     async def observe(
         self, md: ModelDeployment, version: ModelVersion, spec: MonitoringSpec, now: datetime
