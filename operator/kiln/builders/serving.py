@@ -70,7 +70,10 @@ class ServingDefaults:
     image_pull_policy: str = "IfNotPresent"
     s3_endpoint: str | None = None
     readiness_period_seconds: int = 2
-    drain_delay_seconds: float = 2.0
+    # After SIGTERM a server keeps answering this long while kube-proxy (or a gateway)
+    # drops it from the endpoints: 2 s was too short on a busy node (an e2e drain saw
+    # connection refusals), 5 s is the usual preStop figure.
+    drain_delay_seconds: float = 5.0
 
 
 def deployment_name(md_name: str, track: Track) -> str:
