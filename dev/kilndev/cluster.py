@@ -56,6 +56,30 @@ def _stale_shim_sockets() -> list[Path]:
     return [p for p in directory.iterdir() if p.is_socket() and str(p) not in bound]
 
 
+def _registry_digest(reference: str) -> str | None:
+    """The digest the local registry serves for `repository:tag`, or None."""
+    repository, _, tag = reference.rpartition(":")
+    request = urllib.request.Request(
+        f"http://{config.registry_address()}/v2/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={
+            "Accept": ", ".join(
+                (
+                    "application/vnd.oci.image.index.v1+json",
+                    "application/vnd.oci.image.manifest.v1+json",
+                    "application/vnd.docker.distribution.manifest.list.v2+json",
+                    "application/vnd.docker.distribution.manifest.v2+json",
+                )
+            )
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.headers.get("Docker-Content-Digest")
+    except (OSError, urllib.error.HTTPError):
+        return None
+
+
 def _remove_stale_shim_sockets() -> None:
     for path in _stale_shim_sockets():
         path.unlink(missing_ok=True)
@@ -283,6 +307,7 @@ class Cluster:
         self._stop_outdated()
         if self.is_up():
             _say(f"kiln dev cluster is already up ({self.paths.root})")
+            self._forget_outdated_images()
             self._print_access()
             return
         comps = self.components()
@@ -390,6 +415,31 @@ class Cluster:
             _say(f"    {line}")
         if done.returncode != 0:
             raise ClusterError(f"pushing the images to the local registry failed ({script})")
+
+    def _forget_outdated_images(self) -> None:
+        """Untag, on every node, the images whose tag the registry now gives another digest
+        (`make images` pushed a rebuild under the same tag): `IfNotPresent` would keep
+        running the old build, so the next pod pulls the new one instead."""
+        ctr = str(config.containerd_bin_dir() / "ctr")
+        digests: dict[str, str | None] = {}
+        for node in self.nodes():
+            base = [ctr, f"--address={node.containerd_socket}", "--namespace=k8s.io"]
+            listed = subprocess.run(
+                [*base, "images", "ls"], capture_output=True, text=True, check=False
+            )
+            outdated = []
+            for line in listed.stdout.splitlines()[1:]:
+                fields = line.split()
+                if len(fields) < 3 or not fields[0].startswith("docker.io/") or "@" in fields[0]:
+                    continue
+                ref, digest = fields[0], fields[2]
+                if ref not in digests:
+                    digests[ref] = _registry_digest(ref.removeprefix("docker.io/"))
+                if digests[ref] not in (None, digest):
+                    outdated.append(ref)
+            if outdated:
+                subprocess.run([*base, "images", "rm", *outdated], capture_output=True, check=False)
+                _say(f"  {node.name}: forgot rebuilt images {', '.join(outdated)}")
 
     def _stop_outdated(self) -> None:
         """Stop components running another command line than this checkout would start,

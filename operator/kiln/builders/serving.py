@@ -70,10 +70,13 @@ class ServingDefaults:
     image_pull_policy: str = "IfNotPresent"
     s3_endpoint: str | None = None
     readiness_period_seconds: int = 2
-    # After SIGTERM a server keeps answering this long while kube-proxy (or a gateway)
-    # drops it from the endpoints: 2 s was too short on a busy node (an e2e drain saw
-    # connection refusals), 5 s is the usual preStop figure.
+    # After SIGTERM a server keeps answering at least this long while kube-proxy (or a
+    # gateway) drops it from the endpoints (5 s is the usual preStop figure), and then
+    # until no client has connected for `drain_quiet_seconds`: on a busy node the proxies
+    # took longer than any fixed delay (an e2e canary under operator kills saw refusals
+    # with 5 s), and only the arrivals say when they are done.
     drain_delay_seconds: float = 5.0
+    drain_quiet_seconds: float = 1.0
 
 
 def deployment_name(md_name: str, track: Track) -> str:
@@ -158,6 +161,7 @@ def _environment(
         {"name": "KILN_PORT", "value": str(SERVER_PORT)},
         {"name": "KILN_EXIT_ON_LOAD_FAILURE", "value": "1"},
         {"name": "KILN_DRAIN_DELAY_SECONDS", "value": f"{defaults.drain_delay_seconds:g}"},
+        {"name": "KILN_DRAIN_QUIET_SECONDS", "value": f"{defaults.drain_quiet_seconds:g}"},
         {"name": "HOME", "value": "/tmp"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]

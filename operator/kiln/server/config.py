@@ -39,6 +39,7 @@ class ServerConfig:
     max_pending: int = 1024
     max_queue_ms: float = 50.0
     drain_delay_seconds: float = 0.0
+    drain_quiet_seconds: float = 0.0
     drain_timeout_seconds: float = 25.0
     exit_on_load_failure: bool = False
     log_level: str = "INFO"
@@ -79,6 +80,11 @@ _OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--max-pending", "KILN_MAX_PENDING", "queued inference requests before 503 (default 1024)"),
     ("--max-queue-ms", "KILN_MAX_QUEUE_MS", "estimated queue work before 503 (default 50)"),
     ("--drain-delay-seconds", "KILN_DRAIN_DELAY_SECONDS", "keep serving after SIGTERM (0)"),
+    (
+        "--drain-quiet-seconds",
+        "KILN_DRAIN_QUIET_SECONDS",
+        "after the delay, keep serving until no client connects for this long (0)",
+    ),
     ("--drain-timeout-seconds", "KILN_DRAIN_TIMEOUT_SECONDS", "max wait for in-flight (25)"),
     ("--log-level", "KILN_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     ("--baseline-uri", mon.ENV_BASELINE_URI, "training baseline (baseline.json) for drift bins"),
@@ -155,6 +161,7 @@ def _validated(raw: dict[str, object]) -> ServerConfig:
         max_pending=_number(raw, "max_pending", int, 1024, minimum=1),
         max_queue_ms=_number(raw, "max_queue_ms", float, 50.0, minimum=0.1),
         drain_delay_seconds=_number(raw, "drain_delay_seconds", float, 0.0, minimum=0),
+        drain_quiet_seconds=_number(raw, "drain_quiet_seconds", float, 0.0, minimum=0),
         drain_timeout_seconds=_number(raw, "drain_timeout_seconds", float, 25.0, minimum=0),
         exit_on_load_failure=bool(raw["exit_on_load_failure"]),
         log_level=str(raw.get("log_level") or "INFO").upper(),

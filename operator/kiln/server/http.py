@@ -97,12 +97,22 @@ class _Slot:
         self.keep_alive = keep_alive
 
 
+# How long a drain waits for the first request of a connection it has just accepted.
+_FIRST_REQUEST_GRACE_SECONDS = 2.0
+
+# Requests a kubelet or a Prometheus makes to the pod itself, not through a Service: they
+# say nothing about whether clients still reach the pod.
+_NOT_CLIENT_PATHS = frozenset((b"/v2/health/live", b"/v2/health/ready", b"/metrics"))
+
+
 class ConnectionRegistry:
-    """The open connections of one server, for draining on shutdown."""
+    """The open connections of one server, for draining on shutdown, and when a client
+    last opened one (its first request not a probe or a scrape)."""
 
     def __init__(self) -> None:
         self.connections: set[HttpConnection] = set()
         self.closing = False
+        self.last_client_connection = 0.0  # time.perf_counter()
 
     def close_idle(self) -> None:
         self.closing = True
@@ -115,10 +125,12 @@ class HttpConnection(asyncio.Protocol):
         "_body",
         "_body_size",
         "_closing",
+        "_first",
         "_handler",
         "_headers",
         "_in_message",
         "_max_body",
+        "_opened",
         "_parser",
         "_refused",
         "_registry",
@@ -143,11 +155,14 @@ class HttpConnection(asyncio.Protocol):
         self._in_message = False
         self._refused = False  # an error answer was queued; the connection closes after it
         self._closing = False
+        self._first = True  # no request seen yet on this connection
+        self._opened = 0.0
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        self._opened = time.perf_counter()
         self._registry.connections.add(self)
         if self._registry.closing:
             self._closing = True
@@ -211,6 +226,10 @@ class HttpConnection(asyncio.Protocol):
         if self._refused:
             return
         received_at = time.perf_counter()
+        if self._first:
+            self._first = False
+            if self._url not in _NOT_CLIENT_PATHS:
+                self._registry.last_client_connection = received_at
         keep_alive = self._parser.should_keep_alive() and not self._closing
         slot = _Slot(keep_alive)
         self._slots.append(slot)
@@ -290,9 +309,33 @@ class HttpConnection(asyncio.Protocol):
         self._closing = True
         for slot in self._slots:
             slot.keep_alive = False
+        if self._first and time.perf_counter() - self._opened < _FIRST_REQUEST_GRACE_SECONDS:
+            # Just accepted, its request still on the way: closing now would reset the
+            # client. It is answered, then closed (or closed once the grace is over).
+            return
         if not self._slots and not self._in_message and self._transport is not None:
             self._transport.close()
             self._transport = None
+
+
+async def wait_for_quiet(
+    registry: ConnectionRegistry, quiet_seconds: float, timeout_seconds: float
+) -> bool:
+    """Keep accepting until no client has opened a connection for `quiet_seconds`.
+
+    After SIGTERM the pod leaves the Service's endpoints, but every node's proxy learns it
+    in its own time (seconds on a busy node): until then new connections still arrive,
+    and refusing them would fail requests. Returns False when clients were still arriving
+    after `timeout_seconds`.
+    """
+    deadline = time.perf_counter() + timeout_seconds
+    while True:
+        now = time.perf_counter()
+        if now - registry.last_client_connection >= quiet_seconds:
+            return True
+        if now >= deadline:
+            return False
+        await asyncio.sleep(min(0.05, quiet_seconds))
 
 
 async def drain(

@@ -31,7 +31,7 @@ from kiln.contract.monitoring import Baseline
 from kiln.server.artifact import ArtifactError, load_artifact, load_baseline
 from kiln.server.capture import CaptureWriter
 from kiln.server.config import ConfigError, ServerConfig, parse_config
-from kiln.server.http import ConnectionRegistry, HttpConnection, drain
+from kiln.server.http import ConnectionRegistry, HttpConnection, drain, wait_for_quiet
 from kiln.server.logs import configure_logging
 from kiln.server.metrics import MetricsSnapshot, render
 from kiln.server.predictor import Predictor, build_predictor
@@ -204,8 +204,16 @@ async def _serve(
 
     log.info("shutting down: readiness false, draining", extra=who)
     service.start_draining()
-    if config.drain_delay_seconds > 0 and exit_code == 0:
-        await asyncio.sleep(config.drain_delay_seconds)
+    # Kept-alive clients are told to reconnect (Connection: close on their next answer), so
+    # they reach the pods that stay, through the Service, once it has dropped this one.
+    registry.close_idle()
+    if exit_code == 0:
+        if config.drain_delay_seconds > 0:
+            await asyncio.sleep(config.drain_delay_seconds)
+        if config.drain_quiet_seconds > 0 and not await wait_for_quiet(
+            registry, config.drain_quiet_seconds, config.drain_timeout_seconds
+        ):
+            log.warning("clients still connecting when the drain timeout ended", extra=who)
     drain_started = time.monotonic()
     if not await drain(servers, registry, config.drain_timeout_seconds):
         log.warning("drain timed out with connections still open", extra=who)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import re
@@ -83,6 +84,28 @@ def test_sigterm_turns_readiness_false_then_keeps_serving_during_the_drain_delay
     assert server.json("GET", "/v2/health/ready")[1]["error"] == "server is shutting down"
     assert server.json("POST", INFER, infer_body(ROW))[0] == 200  # still serving
     assert server.process.wait(timeout=20) == 0
+
+
+def test_after_the_delay_it_serves_until_clients_stop_connecting(start_server: Any) -> None:
+    """A pod's proxies may learn it is gone later than any fixed delay: while clients
+    still connect it answers them; once they stop (probes do not count) it exits."""
+    server: ServerProcess = start_server("--drain-delay-seconds=0.5", "--drain-quiet-seconds=1")
+    server.wait_ready()
+    server.process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    codes = []
+    while time.monotonic() - signalled < 3.0:  # clients keep coming well past the delay
+        codes.append(server.json("POST", INFER, infer_body(ROW))[0])
+        time.sleep(0.2)
+    assert codes and set(codes) == {200}, codes
+    assert server.process.poll() is None
+    last_client = time.monotonic()
+    while server.process.poll() is None and time.monotonic() - last_client < 10:
+        with contextlib.suppress(OSError):  # the kubelet keeps probing: that must not hold it
+            server.request("GET", "/v2/health/ready")
+        time.sleep(0.2)
+    assert server.process.wait(timeout=10) == 0
+    assert 0.9 <= time.monotonic() - last_client < 5, time.monotonic() - last_client
 
 
 def test_sigterm_finishes_in_flight_requests_closes_idle_ones_and_exits_zero(
