@@ -61,6 +61,7 @@ from kiln.api.wire import (
 )
 from kiln.core import analysis as an
 from kiln.core.conditions import mark_ready, mark_reconciling, mark_stalled
+from kiln.core.failures import STALLED_RESYNC_SECONDS
 from kiln.core.registry import latest_approved
 
 # Load failures kiln-serve reports that no retry can fix.
@@ -70,7 +71,6 @@ FATAL_LOAD_REASONS = ("IntegrityError", "UntrustedArtifact", "ModelError", "Arti
 WAIT_FOR_PODS_SECONDS = 2.0
 STEADY_RESYNC_SECONDS = 300.0
 PAUSED_RESYNC_SECONDS = 30.0
-STALLED_RESYNC_SECONDS = 60.0
 
 Track = Literal["stable", "canary"]
 EventType = Literal["Normal", "Warning"]

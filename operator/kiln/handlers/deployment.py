@@ -409,7 +409,6 @@ def _check_owner(uid: str | None, current: Mapping[str, Any]) -> None:
             NAME_CONFLICT,
             f"{current.get('kind', 'object')} {meta.get('name')} exists and is not owned by "
             "this ModelDeployment: rename or delete it",
-            resync=canary.STALLED_RESYNC_SECONDS,
         )
 
 
