@@ -1,7 +1,9 @@
 """`kiln-operator`: runs the kopf handlers of every Kiln kind.
 
-kopf keeps its progress and last-handled state in `kiln.dev/…` annotations (DESIGN §5), and
-handlers never return values: a strict status schema would silently drop what kopf writes
+Kiln's handlers are all `on.event` watches that feed the controllers' work queues (see
+"Decisions that differ from the usual operator" in docs/architecture.md), so kopf keeps
+no last-handled state; what progress it does keep lives in `kiln.dev/…` annotations.
+Handlers never return values: a strict status schema would silently drop what kopf writes
 under `status.<handler-id>`.
 """
 
