@@ -17,6 +17,7 @@ import kopf
 
 from kiln import telemetry
 from kiln.api.model_version import ApprovalState
+from kiln.api.wire import GROUP
 from kiln.core.training import RUN_FAILURE_REASONS
 from kiln.settings import OperatorSettings
 
@@ -46,10 +47,10 @@ class NoDiffBaseStorage(kopf.DiffBaseStorage):
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kiln.dev")
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     if kopf.get_default_registry()._changing.get_all_handlers():
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="kiln.dev", key="last-handled-configuration"
+            prefix=GROUP, key="last-handled-configuration"
         )
     else:
         settings.persistence.diffbase_storage = NoDiffBaseStorage()

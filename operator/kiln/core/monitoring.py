@@ -36,7 +36,30 @@ from kiln.api.monitoring import (
     MonitoringStatus,
     QualityStatus,
 )
-from kiln.api.wire import DRIFTING, NOT_ENOUGH_DATA, QUALITY_DEGRADED
+from kiln.api.wire import (
+    BELOW_BOUND,
+    CAPTURE_OFF,
+    CAPTURE_UNAVAILABLE,
+    DRIFT_DETECTED,
+    DRIFTING,
+    EVENT_DRIFT_DETECTED,
+    EVENT_DRIFT_RESOLVED,
+    EVENT_DRIFT_UNKNOWN,
+    EVENT_NO_DRIFT,
+    EVENT_QUALITY_DEGRADED,
+    EVENT_QUALITY_OK,
+    EVENT_QUALITY_RECOVERED,
+    EVENT_QUALITY_UNKNOWN,
+    METRIC_NOT_MEASURED,
+    NO_BASELINE,
+    NO_DRIFT,
+    NO_TRAINING_METRIC,
+    NOT_ENOUGH_DATA,
+    PROMETHEUS_UNAVAILABLE,
+    QUALITY_DEGRADED,
+    QUERY_FAILED,
+    WITHIN_BOUND,
+)
 from kiln.contract.monitoring import Baseline
 from kiln.core import drift as dr
 from kiln.core import quality as ql
@@ -47,29 +70,6 @@ from kiln.core.conditions import find, remove_condition, set_condition
 MONITORED_CONDITIONS = (DRIFTING, QUALITY_DEGRADED)
 MAX_JOIN_RECORDS = 200_000  # records (predictions + labels) one evaluation reads at most
 MAX_NAMED_FEATURES = 5  # features named with their PSI in a condition message
-
-# Condition reasons
-DRIFT_DETECTED = "DriftDetected"
-NO_DRIFT = "NoDrift"
-PROMETHEUS_UNAVAILABLE = "PrometheusUnavailable"
-QUERY_FAILED = "QueryFailed"
-NO_BASELINE = "NoBaseline"
-BELOW_BOUND = "BelowBound"
-WITHIN_BOUND = "WithinBound"
-CAPTURE_OFF = "CaptureOff"
-CAPTURE_UNAVAILABLE = "CaptureUnavailable"
-NO_TRAINING_METRIC = "NoTrainingMetric"
-METRIC_NOT_MEASURED = "MetricNotMeasured"
-
-# Event reasons (on a change of a condition's status)
-EVENT_DRIFT_DETECTED = "DriftDetected"
-EVENT_DRIFT_RESOLVED = "DriftResolved"
-EVENT_NO_DRIFT = "NoDrift"
-EVENT_DRIFT_UNKNOWN = "DriftUnknown"
-EVENT_QUALITY_DEGRADED = "QualityDegraded"
-EVENT_QUALITY_RECOVERED = "QualityRecovered"
-EVENT_QUALITY_OK = "QualityOK"
-EVENT_QUALITY_UNKNOWN = "QualityUnknown"
 
 
 # -- observations ------------------------------------------------------------------------

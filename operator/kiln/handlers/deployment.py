@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from kiln.api.model_deployment import ModelDeployment, ModelDeploymentStatus
 from kiln.api.model_version import ModelVersion
 from kiln.api.validation import validation_message
-from kiln.api.wire import INVALID_SPEC, MODEL_DEPLOYMENT_LABEL, NAME_CONFLICT
+from kiln.api.wire import INVALID_SPEC, MODEL_DEPLOYMENT_LABEL, MONITORING_ERROR, NAME_CONFLICT
 from kiln.builders import serving
 from kiln.core import canary
 from kiln.core import monitoring as mon
@@ -53,7 +53,6 @@ from kiln.telemetry import rollouts
 logger = logging.getLogger(__name__)
 
 KIND = "ModelDeployment"
-MONITORING_ERROR = "MonitoringError"
 
 
 def contains(current: Any, desired: Any) -> bool:
@@ -432,7 +431,7 @@ async def stop_deployment_controller(memo: kopf.Memo, **_: Any) -> None:
     await DeploymentController.stop_in(memo)
 
 
-@kopf.on.event("kiln.dev", "v1alpha1", "modeldeployments")
+@kopf.on.event(MODEL_DEPLOYMENTS.group, MODEL_DEPLOYMENTS.version, MODEL_DEPLOYMENTS.plural)
 async def model_deployment_event(
     type: str, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -441,7 +440,7 @@ async def model_deployment_event(
         controller.enqueue(key_of(namespace, name), body, deleted=type == "DELETED")
 
 
-@kopf.on.event("kiln.dev", "v1alpha1", "modelversions")
+@kopf.on.event(MODEL_VERSIONS.group, MODEL_VERSIONS.version, MODEL_VERSIONS.plural)
 async def model_version_event(
     body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -451,7 +450,12 @@ async def model_version_event(
         controller.model_version_changed(namespace or "default", str(model))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={MODEL_DEPLOYMENT_LABEL: kopf.PRESENT})
+@kopf.on.event(
+    DEPLOYMENTS.group,
+    DEPLOYMENTS.version,
+    DEPLOYMENTS.plural,
+    labels={MODEL_DEPLOYMENT_LABEL: kopf.PRESENT},
+)
 async def serving_deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     controller = DeploymentController.in_memo(memo)
     if controller is not None:
@@ -459,7 +463,7 @@ async def serving_deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -
             controller.queue.add(key)
 
 
-@kopf.on.event("", "v1", "pods", labels={MODEL_DEPLOYMENT_LABEL: kopf.PRESENT})
+@kopf.on.event(PODS.group, PODS.version, PODS.plural, labels={MODEL_DEPLOYMENT_LABEL: kopf.PRESENT})
 async def serving_pod_event(
     body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:

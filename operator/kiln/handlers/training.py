@@ -314,7 +314,7 @@ async def stop_training_controller(memo: kopf.Memo, **_: Any) -> None:
     await TrainingController.stop_in(memo)
 
 
-@kopf.on.event("kiln.dev", "v1alpha1", "trainingjobs")
+@kopf.on.event(TRAINING_JOBS.group, TRAINING_JOBS.version, TRAINING_JOBS.plural)
 async def training_job_event(
     type: str, namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -323,7 +323,7 @@ async def training_job_event(
         controller.enqueue(key_of(namespace, name), body, deleted=type == "DELETED")
 
 
-@kopf.on.event("", "v1", "pods", labels={TRAINING_JOB_UID_LABEL: kopf.PRESENT})
+@kopf.on.event(PODS.group, PODS.version, PODS.plural, labels={TRAINING_JOB_UID_LABEL: kopf.PRESENT})
 async def training_pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     controller = TrainingController.in_memo(memo)
     if controller is not None and controller.pod_changed(type, body):

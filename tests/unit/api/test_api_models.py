@@ -132,3 +132,11 @@ def test_modeldeployment_canary_defaults() -> None:
     assert canary.builtin_checks.latency.quantile == 0.99
     assert deployment.spec.replicas == 2
     assert deployment.status.canary_weight == 0
+
+
+@pytest.mark.parametrize("kind", [TrainingJob, ModelVersion, ModelDeployment])
+def test_every_kind_is_served_at_the_wire_group_and_version(kind: type) -> None:
+    # `Literal` needs the string spelled out in each model; this keeps it equal to wire's.
+    from kiln.api import wire
+
+    assert kind.model_fields["api_version"].default == wire.API_VERSION

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from kiln.api import wire
 from kiln.api.training_job import RunRecord, TrainingJob
 from kiln.core import trainingjob as t
 
@@ -56,7 +57,7 @@ def test_a_new_job_starts_run_one() -> None:
 def test_a_suspended_new_job_starts_nothing() -> None:
     plan = t.plan_triggers(job(triggers={"suspend": True}), T0)
     assert plan.start is None
-    assert plan.events[0][0] == t.SUSPENDED
+    assert plan.events[0][0] == wire.SUSPENDED
 
 
 def test_nothing_starts_once_the_run_is_recorded() -> None:
@@ -80,7 +81,7 @@ def test_a_trigger_is_judged_against_the_runs_as_this_pass_left_them() -> None:
         {"run": 1, "observedGeneration": 1, "runs": [run(1, "Running")]},
         annotations={t.RETRAIN_ANNOTATION: "again"},
     )
-    assert t.plan_triggers(stale, T0).events[0][0] == t.SKIPPED
+    assert t.plan_triggers(stale, T0).events[0][0] == wire.RUN_SKIPPED
     fresh = t.plan_triggers(stale, T0, runs=[t.RunRecord.model_validate(run(1, "Succeeded"))])
     assert (fresh.start, fresh.events, fresh.retrain_handled) == ("manual", [], "again")
 
@@ -122,7 +123,7 @@ def test_a_training_change_made_while_suspended_runs_when_resumed() -> None:
     # What run 1 trained differs from the spec now: it was edited while suspended.
     suspended.status.trained_spec_hash = "sha256:older"
     plan = t.plan_triggers(suspended, T0)
-    assert plan.start is None and plan.events[0][0] == t.SKIPPED
+    assert plan.start is None and plan.events[0][0] == wire.RUN_SKIPPED
     assert plan.trained_spec_hash == "sha256:older"
     resumed = job(
         {
@@ -147,7 +148,7 @@ def test_replace_cancels_the_active_run() -> None:
     plan = t.plan_triggers(busy, T0)
     assert (plan.start, plan.cancel) == ("spec", [1])
     cancelled = t.cancel_run(RunRecord.model_validate(run(1, "Running")), T0)
-    assert (cancelled.phase, cancelled.reason) == ("Failed", t.REPLACED)
+    assert (cancelled.phase, cancelled.reason) == ("Failed", wire.RUN_REPLACED)
 
 
 def test_the_schedule_fires_once_for_missed_times() -> None:
@@ -170,7 +171,7 @@ def test_a_schedule_during_a_forbidden_run_is_skipped_and_recorded() -> None:
     plan = t.plan_triggers(scheduled, T0 + timedelta(hours=1))
     assert plan.start is None
     assert plan.last_schedule_time == datetime(2026, 5, 1, 13, 30, tzinfo=UTC).replace(minute=0)
-    assert plan.events[0][0] == t.SKIPPED
+    assert plan.events[0][0] == wire.RUN_SKIPPED
 
 
 def test_a_dataset_change_starts_a_run_and_the_first_digest_is_a_baseline() -> None:
@@ -214,7 +215,7 @@ def test_a_retrain_skipped_under_forbid_is_recorded_as_handled() -> None:
     asked = job(base, annotations={t.RETRAIN_ANNOTATION: "x"})
     plan = t.plan_triggers(asked, T0)
     assert plan.start is None and plan.retrain_handled == "x"
-    assert [reason for reason, _ in plan.events] == [t.SKIPPED]
+    assert [reason for reason, _ in plan.events] == [wire.RUN_SKIPPED]
 
 
 def test_an_invalid_cron_stalls() -> None:
