@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.support.builders import TrainingJobBuilder
 
 from kiln.api import wire
 from kiln.api.training_job import RunRecord, TrainingJob
@@ -20,27 +21,17 @@ def job(
     generation: int = 1,
     annotations: dict[str, str] | None = None,
 ) -> TrainingJob:
-    spec: dict[str, Any] = {
-        "model": "iris",
-        "estimator": "sklearn.linear_model.LogisticRegression",
-        "dataset": {"uri": "s3://d/iris.csv", "target": "species"},
-    }
-    if triggers is not None:
-        spec["triggers"] = triggers
-    return TrainingJob.model_validate(
-        {
-            "metadata": {
-                "name": "iris",
-                "namespace": "ml",
-                "uid": "u1",
-                "generation": generation,
-                "creationTimestamp": T0.isoformat(),
-                "annotations": annotations or {},
-            },
-            "spec": spec,
-            "status": status or {},
-        }
+    built = (
+        TrainingJobBuilder("iris")
+        .uid("u1")
+        .generation(generation)
+        .created(T0.isoformat())
+        .annotations(annotations or {})
+        .status(**(status or {}))
     )
+    if triggers is not None:
+        built.triggers(**triggers)
+    return TrainingJob.model_validate(built.obj())
 
 
 def run(number: int, phase: str, **extra: Any) -> dict[str, Any]:
