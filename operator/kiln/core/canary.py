@@ -156,6 +156,13 @@ def resolve_target(md: ModelDeployment, versions: Sequence[ModelVersion]) -> Tar
     return Target(newest.metadata.name)
 
 
+def compares_canary_inputs(spec: ModelDeploymentSpec) -> bool:
+    """Whether the canary's drift check compares its inputs with its own baseline (which
+    the controller then reads for the analysis)."""
+    drift = spec.canary.builtin_checks.drift if spec.canary else None
+    return drift is not None and drift.enabled and drift.inputs
+
+
 @dataclass(frozen=True)
 class TrackObservation:
     """One track's Deployment as observed (absent Deployment: version None)."""

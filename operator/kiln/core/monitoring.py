@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from kiln.api.common import Condition, ConditionStatus
+from kiln.api.model_version import ModelVersion
 from kiln.api.monitoring import (
     CaptureStatus,
     DriftStatus,
@@ -51,6 +52,7 @@ from kiln.api.wire import (
     EVENT_QUALITY_RECOVERED,
     EVENT_QUALITY_UNKNOWN,
     METRIC_NOT_MEASURED,
+    MONITORING_ERROR,
     NO_BASELINE,
     NO_DRIFT,
     NO_TRAINING_METRIC,
@@ -64,7 +66,7 @@ from kiln.contract.monitoring import Baseline
 from kiln.core import drift as dr
 from kiln.core import quality as ql
 from kiln.core.analysis import QueryStatus
-from kiln.core.canary import Event
+from kiln.core.canary import Event, TrackObservation
 from kiln.core.conditions import find, remove_condition, set_condition
 
 MONITORED_CONDITIONS = (DRIFTING, QUALITY_DEGRADED)
@@ -148,6 +150,34 @@ def capture_on(spec: MonitoringSpec) -> bool:
 
 def wants_join(spec: MonitoringSpec) -> bool:
     return spec.quality.enabled and capture_on(spec)
+
+
+def monitored_version(
+    stable_version: str | None,
+    stable: TrackObservation,
+    versions: Mapping[str, ModelVersion],
+) -> ModelVersion | None:
+    """The version the stable track serves, None while nothing serves it yet (no stable
+    version, its Deployment on another version, or no ready pod): nothing to measure, and
+    a pod event brings the next pass."""
+    version = versions.get(stable_version) if stable_version else None
+    if version is None or stable.version != stable_version or stable.ready_replicas < 1:
+        return None
+    return version
+
+
+def failed_observation(version: ModelVersion, why: str) -> Observation:
+    """What an evaluation sees when observing failed unexpectedly: every measurement is
+    Unknown with the error (monitoring never holds up serving; the next evaluation retries)."""
+    return Observation(
+        VersionFacts(
+            name=version.metadata.name or "",
+            metrics=dict(version.spec.metrics),
+            classes=version.spec.input_schema.classes,
+            baseline_problem=(MONITORING_ERROR, why),
+        ),
+        join=JoinResult(error=why),
+    )
 
 
 def due_in(

@@ -320,3 +320,20 @@ def next_look(
     """Seconds until the reconcile must look again (None: only when something changes)."""
     delay = requeue_delay(delays, next_check, now)
     return None if delay is None else delay + REQUEUE_MARGIN_SECONDS
+
+
+def needs_pods(runs: Sequence[RunRecord]) -> bool:
+    """Whether a pass must list the job's pods: an active run has had an attempt (whose pod
+    is observed), or older runs may have pods to prune. A first pass (at most one run and
+    no attempt yet) has none to see, and spares the apiserver the LIST."""
+    return any(r.attempts > 0 for r in active_runs(runs)) or len(runs) > 1
+
+
+def poll_delay(job: TrainingJob, next_poll_in: float | None) -> timedelta | None:
+    """How long until the dataset is probed again (`next_poll_in` seconds, from the last
+    probe; None before the first): nothing to wait for without a dataset-change trigger,
+    and a probe already due waits for nothing."""
+    triggers = job.spec.triggers
+    if next_poll_in is None or triggers is None or triggers.dataset_change is None:
+        return None
+    return timedelta(seconds=max(next_poll_in, 0.0))

@@ -24,10 +24,11 @@ from pydantic import BaseModel, ValidationError
 from kiln.api.model_deployment import ModelDeployment, ModelDeploymentStatus
 from kiln.api.model_version import ModelVersion
 from kiln.api.validation import validation_message
-from kiln.api.wire import INVALID_SPEC, MODEL_DEPLOYMENT_LABEL, MONITORING_ERROR, NAME_CONFLICT
+from kiln.api.wire import INVALID_SPEC, MODEL_DEPLOYMENT_LABEL, NAME_CONFLICT
 from kiln.builders import serving
 from kiln.core import canary
 from kiln.core import monitoring as mon
+from kiln.core.desired import contains
 from kiln.core.failures import Failure
 from kiln.handlers.chassis import Controller, Key, Stalled, key_of, owner_keys, utcnow
 from kiln.handlers.observations import observe_track
@@ -53,21 +54,6 @@ from kiln.telemetry import rollouts
 logger = logging.getLogger(__name__)
 
 KIND = "ModelDeployment"
-
-
-def contains(current: Any, desired: Any) -> bool:
-    """Whether `current` already has everything `desired` says (apiserver defaults aside)."""
-    if isinstance(desired, Mapping):
-        return isinstance(current, Mapping) and all(
-            contains(current.get(k), v) for k, v in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(current, list)
-            and len(current) == len(desired)
-            and all(contains(c, d) for c, d in zip(current, desired, strict=True))
-        )
-    return bool(current == desired)
 
 
 class DeploymentController(Controller):
@@ -175,7 +161,7 @@ class DeploymentController(Controller):
             vector_queries = decision.analysis.vector_queries  # the drift check's, if on
             vectors = await self.prometheus.query_vectors(vector_queries) if vector_queries else {}
             shares, why = (None, "")
-            if _compares_canary_inputs(md):
+            if canary.compares_canary_inputs(md.spec):
                 canary_version = versions_by_name(versions).get(
                     decision.status.canary_version or ""
                 )
@@ -232,10 +218,9 @@ class DeploymentController(Controller):
                 update={"monitoring": None, "conditions": mon.cleared(status.conditions)}
             )
             return _Monitored(cleared, forget=True)
-        version_name = status.stable_version
-        version = versions.get(version_name) if version_name else None
-        if version is None or stable.version != version_name or stable.ready_replicas < 1:
-            return _Monitored(status)  # nothing serves yet: a pod event brings the next pass
+        version = mon.monitored_version(status.stable_version, stable, versions)
+        if version is None:
+            return _Monitored(status)
         due = mon.due_in(spec, status.monitoring, version.metadata.name or "", now)
         if due > 0:
             return _Monitored(status, requeue_after=due)
@@ -243,16 +228,7 @@ class DeploymentController(Controller):
             observation = await self.monitor.observe(md, version, spec, now)
         except Exception as e:  # monitoring never holds up serving: shown, retried next time
             logger.exception("monitoring of %s/%s failed", md.metadata.namespace, md.metadata.name)
-            why = f"{type(e).__name__}: {e}"
-            observation = mon.Observation(
-                mon.VersionFacts(
-                    name=version.metadata.name or "",
-                    metrics=dict(version.spec.metrics),
-                    classes=version.spec.input_schema.classes,
-                    baseline_problem=(MONITORING_ERROR, why),
-                ),
-                join=mon.JoinResult(error=why),
-            )
+            observation = mon.failed_observation(version, f"{type(e).__name__}: {e}")
         evaluation = mon.evaluate(spec, observation, status.conditions, now, md.metadata.generation)
         new = status.model_copy(
             update={"monitoring": evaluation.monitoring, "conditions": evaluation.conditions}
@@ -392,12 +368,6 @@ def _explicit_nulls(model: BaseModel, wire: dict[str, Any]) -> None:
 
 def versions_by_name(versions: list[ModelVersion]) -> dict[str, ModelVersion]:
     return {v.metadata.name: v for v in versions if v.metadata.name}
-
-
-def _compares_canary_inputs(md: ModelDeployment) -> bool:
-    """Whether the canary's drift check compares its inputs with its own baseline."""
-    drift = md.spec.canary.builtin_checks.drift if md.spec.canary else None
-    return drift is not None and drift.enabled and drift.inputs
 
 
 def _check_owner(uid: str | None, current: Mapping[str, Any]) -> None:

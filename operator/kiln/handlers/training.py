@@ -146,8 +146,7 @@ class TrainingController(Controller):
 
         runs: dict[int, RunRecord] = {r.run: r for r in job.status.runs}
         active = [r for r in runs.values() if r.phase in ACTIVE_PHASES]
-        listed = any(r.attempts > 0 for r in active) or len(runs) > 1
-        pods = await self._pods(job) if listed else []
+        pods = await self._pods(job) if tj.needs_pods(list(runs.values())) else []
         policy = RetryPolicy(job.spec.backoff_limit, job.spec.active_deadline_seconds)
         events: list[tuple[str, str]] = []
         delays: list[timedelta | None] = []
@@ -282,9 +281,7 @@ class TrainingController(Controller):
 
     def _poll_delay(self, key: Key, job: TrainingJob) -> timedelta | None:
         due = self._next_poll.get(key)
-        if due is None or job.spec.triggers is None or job.spec.triggers.dataset_change is None:
-            return None
-        return timedelta(seconds=max(due - time.monotonic(), 0.0))
+        return tj.poll_delay(job, None if due is None else due - time.monotonic())
 
     async def _poll_dataset(self, key: Key, job: TrainingJob) -> str | None:
         triggers = job.spec.triggers

@@ -302,3 +302,23 @@ def test_run_events_name_the_run_and_the_registered_version() -> None:
     started = RunRecord(run=4, phase="Pending", trigger="schedule")
     assert t.run_started_event(started) == ("RunStarted", "run 4 started (trigger: schedule)")
     assert t.run_replaced_event(started)[0] == "Replaced"
+
+
+def test_pods_are_listed_once_a_run_has_had_an_attempt_or_older_runs_may_have_pods() -> None:
+    def record(number: int, phase: str, attempts: int) -> RunRecord:
+        return RunRecord.model_validate({"run": number, "phase": phase, "attempts": attempts})
+
+    assert not t.needs_pods([])
+    assert not t.needs_pods([record(1, "Pending", 0)])  # the first run, not started yet
+    assert t.needs_pods([record(1, "Running", 1)])
+    assert not t.needs_pods([record(1, "Succeeded", 1)])  # nothing active, nothing to prune
+    assert t.needs_pods([record(1, "Succeeded", 1), record(2, "Pending", 0)])
+
+
+def test_the_next_dataset_probe_is_waited_for_only_with_a_dataset_change_trigger() -> None:
+    watched = job(triggers={"datasetChange": {"pollIntervalSeconds": 60}})
+    assert t.poll_delay(watched, 42.5) == timedelta(seconds=42.5)
+    assert t.poll_delay(watched, -3.0) == timedelta(0)  # already due
+    assert t.poll_delay(watched, None) is None  # not probed yet: the pass probes now
+    assert t.poll_delay(job(), 42.5) is None
+    assert t.poll_delay(job(triggers={"schedule": "@daily"}), 42.5) is None
