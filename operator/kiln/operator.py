@@ -1,7 +1,9 @@
 """`kiln-operator`: runs the kopf handlers of every Kiln kind.
 
-kopf keeps its progress and last-handled state in `kiln.dev/…` annotations (DESIGN §5), and
-handlers never return values: a strict status schema would silently drop what kopf writes
+Kiln's handlers are all `on.event` watches that feed the controllers' work queues (see
+"Decisions that differ from the usual operator" in docs/architecture.md), so kopf keeps
+no last-handled state; what progress it does keep lives in `kiln.dev/…` annotations.
+Handlers never return values: a strict status schema would silently drop what kopf writes
 under `status.<handler-id>`.
 """
 
@@ -15,6 +17,7 @@ import kopf
 
 from kiln import telemetry
 from kiln.api.model_version import ApprovalState
+from kiln.api.wire import GROUP
 from kiln.core.training import RUN_FAILURE_REASONS
 from kiln.settings import OperatorSettings
 
@@ -44,10 +47,10 @@ class NoDiffBaseStorage(kopf.DiffBaseStorage):
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kiln.dev")
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     if kopf.get_default_registry()._changing.get_all_handlers():
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="kiln.dev", key="last-handled-configuration"
+            prefix=GROUP, key="last-handled-configuration"
         )
     else:
         settings.persistence.diffbase_storage = NoDiffBaseStorage()

@@ -21,7 +21,9 @@ import pytest
 import yaml
 from kubernetes import client
 from tests.e2e.conftest import Kube
+from tests.support.builders import TrainingJobBuilder
 from tests.support.k8s import wait_for
+from tests.support.matchers import condition
 from tests.support.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.e2e
@@ -98,29 +100,22 @@ def ns(kube: Kube, namespace: str, operator: OperatorProcess) -> str:
 
 
 def training_job(name: str, dataset: str, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": "iris",
-        "estimator": "sklearn.ensemble.RandomForestClassifier",
-        "params": {"n_estimators": 20, "max_depth": 4},
-        "dataset": {"uri": dataset, "target": "species"},
-        "evaluation": {"testSize": 0.25, "seed": 7, "metrics": ["accuracy", "f1_macro"]},
-        "backoffLimit": 1,
-        "output": {
-            "uri": f"s3://{BUCKET}/models",
-            "credentialsSecretRef": {"name": "s3-credentials"},
-        },
-        "registration": {
-            "thresholds": [{"metric": "accuracy", "min": 0.8}],
-            "notWorseThanApproved": {"metric": "accuracy", "maxDegradation": 0.05},
-        },
-    }
-    body.update(spec)
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "TrainingJob",
-        "metadata": {"name": name},
-        "spec": body,
-    }
+    """The TrainingJob as a client creates it: a small forest on iris, gated on accuracy, its
+    artifacts in the test bucket; `spec` sets further fields by their wire names."""
+    return (
+        TrainingJobBuilder(name)
+        .for_create()
+        .estimator("sklearn.ensemble.RandomForestClassifier")
+        .params(n_estimators=20, max_depth=4)
+        .dataset(dataset)
+        .evaluation(testSize=0.25, seed=7, metrics=["accuracy", "f1_macro"])
+        .backoff_limit(1)
+        .output(f"s3://{BUCKET}/models", credentialsSecretRef={"name": "s3-credentials"})
+        .threshold("accuracy", min=0.8)
+        .not_worse_than_approved("accuracy", 0.05)
+        .spec(**spec)
+        .obj()
+    )
 
 
 def custom(kube: Kube) -> Any:
@@ -149,13 +144,6 @@ def get(kube: Kube, ns: str, plural: str, name: str) -> dict[str, Any] | None:
 def versions(kube: Kube, ns: str) -> list[dict[str, Any]]:
     answer = custom(kube).list_namespaced_custom_object(GROUP, VERSION, ns, "modelversions")
     return list(answer["items"])
-
-
-def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
-    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if c["type"] == type_:
-            return dict(c)
-    return None
 
 
 def wait_approved(kube: Kube, ns: str, name: str, timeout: float = 120) -> dict[str, Any]:

@@ -27,6 +27,21 @@ class _Builder:
             "spec": {},
         }
 
+    def for_create(self) -> Self:
+        """The object as a client creates it: metadata is the name alone (the namespace is in
+        the request's path, uid and generation are the apiserver's)."""
+        self._obj["metadata"] = {"name": self._obj["metadata"]["name"]}
+        return self
+
+    def created(self, timestamp: str) -> Self:
+        self._obj["metadata"]["creationTimestamp"] = timestamp
+        return self
+
+    def annotations(self, annotations: dict[str, str]) -> Self:
+        """Exactly these annotations (none with an empty dict)."""
+        self._obj["metadata"]["annotations"] = dict(annotations)
+        return self
+
     def uid(self, uid: str) -> Self:
         self._obj["metadata"]["uid"] = uid
         return self
@@ -83,6 +98,14 @@ class TrainingJobBuilder(_Builder):
     def output(self, uri: str, **fields: Any) -> Self:
         return self.spec(output={"uri": uri, **fields})
 
+    def credentials(self, secret: str) -> Self:
+        """S3 credentials from this Secret, the output location left to the operator."""
+        return self.spec(output={"credentialsSecretRef": {"name": secret}})
+
+    def evaluation(self, **fields: Any) -> Self:
+        """spec.evaluation, by its wire names (testSize, seed, metrics)."""
+        return self.spec(evaluation=fields)
+
     def threshold(self, metric: str, min: float | None = None, max: float | None = None) -> Self:
         gate: dict[str, Any] = {"metric": metric}
         if min is not None:
@@ -91,6 +114,20 @@ class TrainingJobBuilder(_Builder):
             gate["max"] = max
         registration = self._obj["spec"].setdefault("registration", {})
         registration.setdefault("thresholds", []).append(gate)
+        return self
+
+    def not_worse_than_approved(self, metric: str, max_degradation: float) -> Self:
+        registration = self._obj["spec"].setdefault("registration", {})
+        registration["notWorseThanApproved"] = {"metric": metric, "maxDegradation": max_degradation}
+        return self
+
+    def fairness(self, sensitive_column: str, metric: str, max_gap: float) -> Self:
+        registration = self._obj["spec"].setdefault("registration", {})
+        registration["fairness"] = {
+            "sensitiveColumn": sensitive_column,
+            "metric": metric,
+            "maxGap": max_gap,
+        }
         return self
 
     def backoff_limit(self, limit: int) -> Self:

@@ -5,15 +5,32 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kiln.api.common import KilnModel
 
-def condition(obj: Mapping[str, Any], type_: str) -> dict[str, Any] | None:
+
+def _plain(obj: Mapping[str, Any] | KilnModel) -> Mapping[str, Any]:
+    """A pydantic model (kiln.api) as the apiserver would return it; a dict as it is."""
+    return obj.to_wire() if isinstance(obj, KilnModel) else obj
+
+
+def _conditions(obj: Mapping[str, Any] | KilnModel) -> list[Mapping[str, Any]]:
+    plain = _plain(obj)
+    status = plain.get("status", plain) or {}
+    return list(status.get("conditions") or [])
+
+
+def condition(obj: Mapping[str, Any] | KilnModel, type_: str) -> dict[str, Any] | None:
     """The condition of `type_` in an object's (or a bare status's) conditions."""
-    status = obj.get("status", obj) or {}
-    return next((dict(c) for c in status.get("conditions") or [] if c.get("type") == type_), None)
+    return next((dict(c) for c in _conditions(obj) if c.get("type") == type_), None)
+
+
+def condition_reasons(obj: Mapping[str, Any] | KilnModel) -> dict[str, tuple[str, str]]:
+    """Every condition of an object (or a bare status) as type -> (status, reason)."""
+    return {c["type"]: (c["status"], c.get("reason", "")) for c in _conditions(obj)}
 
 
 def has_condition(
-    obj: Mapping[str, Any],
+    obj: Mapping[str, Any] | KilnModel,
     type_: str,
     status: str = "True",
     *,

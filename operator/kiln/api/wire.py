@@ -14,6 +14,10 @@ GROUP = "kiln.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 PREFIX = f"{GROUP}/"
+# The plural resource names of Kiln's kinds (kopf's watches, the apiserver client).
+TRAINING_JOBS_PLURAL = "trainingjobs"
+MODEL_VERSIONS_PLURAL = "modelversions"
+MODEL_DEPLOYMENTS_PLURAL = "modeldeployments"
 
 # --- labels -----------------------------------------------------------------------------
 MODEL_LABEL = PREFIX + "model"
@@ -78,6 +82,49 @@ API_UNAVAILABLE = "ApiUnavailable"  # unreachable, overloaded or failing (5xx, 4
 RECONCILE_ERROR = "ReconcileError"  # an unexpected error in the operator
 # Monitoring: too few samples or labels in the window to judge (never "no drift").
 NOT_ENOUGH_DATA = "NotEnoughData"
+
+# --- reasons of one decision each: the module that gives them in brackets ----------------
+# How an attempt or a run of a TrainingJob ends (kiln.core.training); the trainer's own
+# reasons are kiln.contract.train_report.Reason.
+BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+DEADLINE_EXCEEDED = "DeadlineExceeded"
+POD_DELETED = "PodDeleted"
+TRAINER_FAILED = "TrainerFailed"
+OUT_OF_MEMORY = "OOMKilled"
+INVALID_RESULT = "InvalidResult"
+POD_EVICTED = "Evicted"
+SUCCEEDED = "Succeeded"
+ATTEMPT_STARTED = "AttemptStarted"
+# The TrainingJob's own conditions and Events (kiln.core.trainingjob).
+RUN_REPLACED = "Replaced"
+RUN_SKIPPED = "RunSkipped"
+RUN_STARTED = "RunStarted"
+SUSPENDED = "Suspended"
+# Drifting and QualityDegraded (kiln.core.monitoring; the baseline's reasons come from
+# kiln.services.monitoring, MONITORING_ERROR from the deployment controller).
+DRIFT_DETECTED = "DriftDetected"
+NO_DRIFT = "NoDrift"
+PROMETHEUS_UNAVAILABLE = "PrometheusUnavailable"
+QUERY_FAILED = "QueryFailed"
+NO_BASELINE = "NoBaseline"
+BELOW_BOUND = "BelowBound"
+WITHIN_BOUND = "WithinBound"
+CAPTURE_OFF = "CaptureOff"
+CAPTURE_UNAVAILABLE = "CaptureUnavailable"
+NO_TRAINING_METRIC = "NoTrainingMetric"
+METRIC_NOT_MEASURED = "MetricNotMeasured"
+BASELINE_UNAVAILABLE = "BaselineUnavailable"
+BASELINE_INTEGRITY_ERROR = "BaselineIntegrityError"
+MONITORING_ERROR = "MonitoringError"
+# The Events posted on a change of those two conditions' status (kiln.core.monitoring).
+EVENT_DRIFT_DETECTED = "DriftDetected"
+EVENT_DRIFT_RESOLVED = "DriftResolved"
+EVENT_NO_DRIFT = "NoDrift"
+EVENT_DRIFT_UNKNOWN = "DriftUnknown"
+EVENT_QUALITY_DEGRADED = "QualityDegraded"
+EVENT_QUALITY_RECOVERED = "QualityRecovered"
+EVENT_QUALITY_OK = "QualityOK"
+EVENT_QUALITY_UNKNOWN = "QualityUnknown"
 
 # Who Kiln says it is, in Events and approvals.
 OPERATOR_NAME = "kiln-operator"

@@ -16,13 +16,14 @@ from pydantic import Field, ValidationError, field_validator
 
 from kiln.api.common import KilnModel
 from kiln.api.model_version import Artifact, BaselineReference, FairnessReport, InputSchema
+from kiln.api.wire import INVALID_SPEC
 
 
 class Reason(Enum):
     """Why a run failed: the condition reason, the exit code, and whether a retry may help."""
 
     INTERNAL_ERROR = ("InternalError", 1, True)
-    INVALID_SPEC = ("InvalidSpec", 2, False)
+    INVALID_SPEC = (INVALID_SPEC, 2, False)  # the same reason as the operator's own
     DATASET_UNAVAILABLE = ("DatasetUnavailable", 3, True)
     INTEGRITY_ERROR = ("IntegrityError", 4, False)
     INVALID_DATASET = ("InvalidDataset", 5, False)

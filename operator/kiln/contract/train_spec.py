@@ -6,79 +6,39 @@ by_alias=True)``); keys are camelCase. See docs/trainer.md for the schema with e
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from kiln.api import metrics
 from kiln.api.fields import MetricName
 from kiln.api.preprocessing import PreprocessingSpec
+from kiln.api.training_job import DatasetFormat, DatasetSpec
 from kiln.store import join_uri
 
-DatasetFormat = Literal["csv", "parquet"]
+# The dataset is the TrainingJob's spec.dataset as it is: one model, one set of checks, so
+# the trainer accepts exactly what a TrainingJob can carry (and the CRD has defaulted).
+__all__ = [
+    "CLASSIFICATION_METRICS",
+    "REGRESSION_METRICS",
+    "DatasetFormat",
+    "DatasetSpec",
+    "EvaluationSpec",
+    "OutputSpec",
+    "RunIdentity",
+    "TrainSpec",
+]
 
 # The metric names are defined once, in kiln.api.metrics.
 CLASSIFICATION_METRICS = tuple(metrics.CLASSIFICATION_METRICS)
 REGRESSION_METRICS = tuple(metrics.REGRESSION_METRICS)
-
-_SUFFIX_FORMATS: dict[str, DatasetFormat] = {
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
     )
-
-
-class DatasetSpec(_Model):
-    uri: str = Field(description="s3://bucket/key, file:///path (a mounted PVC) or https://…")
-    sha256: str | None = Field(
-        default=None,
-        pattern=r"^(sha256:)?[0-9a-fA-F]{64}$",
-        description="Pinned digest of the exact bytes; training fails on a mismatch.",
-    )
-    format: DatasetFormat | None = Field(
-        default=None, description="csv | parquet; inferred from the URI suffix when absent."
-    )
-    target: str = Field(min_length=1, description="Column to predict.")
-    features: list[str] | None = Field(
-        default=None, description="Feature columns; all columns but target/sensitive when absent."
-    )
-    sensitive_column: str | None = Field(
-        default=None,
-        description="Column whose groups are compared for the fairness gap; left out of the "
-        "default features (list it in features to train on it).",
-    )
-
-    @model_validator(mode="after")
-    def _target_not_a_feature(self) -> DatasetSpec:
-        if self.features is not None and self.target in self.features:
-            raise ValueError(f"target column {self.target!r} must not be listed in features")
-        return self
-
-    @model_validator(mode="after")
-    def _format_known(self) -> DatasetSpec:
-        self.resolved_format()
-        return self
-
-    def resolved_format(self) -> DatasetFormat:
-        if self.format is not None:
-            return self.format
-        path = self.uri.split("?", 1)[0].split("#", 1)[0]
-        suffixes = [s.lower() for s in PurePosixPath(path).suffixes]
-        # data.csv.gz style names: look at every suffix, nearest first.
-        for suffix in reversed(suffixes):
-            if suffix in _SUFFIX_FORMATS:
-                return _SUFFIX_FORMATS[suffix]
-        raise ValueError(
-            f"cannot infer the dataset format from {self.uri!r}: set format to csv or parquet"
-        )
 
 
 class EvaluationSpec(_Model):
@@ -112,8 +72,9 @@ class TrainSpec(_Model):
     model: str = Field(min_length=1, description="Registry name of the model.")
     estimator: str = Field(description="Dotted path, e.g. sklearn.ensemble.RandomForestClassifier.")
     params: dict[str, Any] = Field(default_factory=dict)
+    # The TrainingJob's spec.dataset and spec.preprocessing as they are (the same models,
+    # camelCase on the wire).
     dataset: DatasetSpec
-    # The TrainingJob's spec.preprocessing as it is (the same model, camelCase on the wire).
     preprocessing: PreprocessingSpec | None = None
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     output: OutputSpec

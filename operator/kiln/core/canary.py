@@ -61,6 +61,7 @@ from kiln.api.wire import (
 )
 from kiln.core import analysis as an
 from kiln.core.conditions import mark_ready, mark_reconciling, mark_stalled
+from kiln.core.failures import STALLED_RESYNC_SECONDS
 from kiln.core.registry import latest_approved
 
 # Load failures kiln-serve reports that no retry can fix.
@@ -70,7 +71,6 @@ FATAL_LOAD_REASONS = ("IntegrityError", "UntrustedArtifact", "ModelError", "Arti
 WAIT_FOR_PODS_SECONDS = 2.0
 STEADY_RESYNC_SECONDS = 300.0
 PAUSED_RESYNC_SECONDS = 30.0
-STALLED_RESYNC_SECONDS = 60.0
 
 Track = Literal["stable", "canary"]
 EventType = Literal["Normal", "Warning"]
@@ -154,6 +154,13 @@ def resolve_target(md: ModelDeployment, versions: Sequence[ModelVersion]) -> Tar
     if newest is None:
         return Target(None, "NoApprovedVersion", f"no Approved ModelVersion of {spec.model} yet")
     return Target(newest.metadata.name)
+
+
+def compares_canary_inputs(spec: ModelDeploymentSpec) -> bool:
+    """Whether the canary's drift check compares its inputs with its own baseline (which
+    the controller then reads for the analysis)."""
+    drift = spec.canary.builtin_checks.drift if spec.canary else None
+    return drift is not None and drift.enabled and drift.inputs
 
 
 @dataclass(frozen=True)

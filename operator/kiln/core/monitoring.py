@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from kiln.api.common import Condition, ConditionStatus
+from kiln.api.model_version import ModelVersion
 from kiln.api.monitoring import (
     CaptureStatus,
     DriftStatus,
@@ -36,40 +37,41 @@ from kiln.api.monitoring import (
     MonitoringStatus,
     QualityStatus,
 )
-from kiln.api.wire import DRIFTING, NOT_ENOUGH_DATA, QUALITY_DEGRADED
+from kiln.api.wire import (
+    BELOW_BOUND,
+    CAPTURE_OFF,
+    CAPTURE_UNAVAILABLE,
+    DRIFT_DETECTED,
+    DRIFTING,
+    EVENT_DRIFT_DETECTED,
+    EVENT_DRIFT_RESOLVED,
+    EVENT_DRIFT_UNKNOWN,
+    EVENT_NO_DRIFT,
+    EVENT_QUALITY_DEGRADED,
+    EVENT_QUALITY_OK,
+    EVENT_QUALITY_RECOVERED,
+    EVENT_QUALITY_UNKNOWN,
+    METRIC_NOT_MEASURED,
+    MONITORING_ERROR,
+    NO_BASELINE,
+    NO_DRIFT,
+    NO_TRAINING_METRIC,
+    NOT_ENOUGH_DATA,
+    PROMETHEUS_UNAVAILABLE,
+    QUALITY_DEGRADED,
+    QUERY_FAILED,
+    WITHIN_BOUND,
+)
 from kiln.contract.monitoring import Baseline
 from kiln.core import drift as dr
 from kiln.core import quality as ql
 from kiln.core.analysis import QueryStatus
-from kiln.core.canary import Event
+from kiln.core.canary import Event, TrackObservation
 from kiln.core.conditions import find, remove_condition, set_condition
 
 MONITORED_CONDITIONS = (DRIFTING, QUALITY_DEGRADED)
 MAX_JOIN_RECORDS = 200_000  # records (predictions + labels) one evaluation reads at most
 MAX_NAMED_FEATURES = 5  # features named with their PSI in a condition message
-
-# Condition reasons
-DRIFT_DETECTED = "DriftDetected"
-NO_DRIFT = "NoDrift"
-PROMETHEUS_UNAVAILABLE = "PrometheusUnavailable"
-QUERY_FAILED = "QueryFailed"
-NO_BASELINE = "NoBaseline"
-BELOW_BOUND = "BelowBound"
-WITHIN_BOUND = "WithinBound"
-CAPTURE_OFF = "CaptureOff"
-CAPTURE_UNAVAILABLE = "CaptureUnavailable"
-NO_TRAINING_METRIC = "NoTrainingMetric"
-METRIC_NOT_MEASURED = "MetricNotMeasured"
-
-# Event reasons (on a change of a condition's status)
-EVENT_DRIFT_DETECTED = "DriftDetected"
-EVENT_DRIFT_RESOLVED = "DriftResolved"
-EVENT_NO_DRIFT = "NoDrift"
-EVENT_DRIFT_UNKNOWN = "DriftUnknown"
-EVENT_QUALITY_DEGRADED = "QualityDegraded"
-EVENT_QUALITY_RECOVERED = "QualityRecovered"
-EVENT_QUALITY_OK = "QualityOK"
-EVENT_QUALITY_UNKNOWN = "QualityUnknown"
 
 
 # -- observations ------------------------------------------------------------------------
@@ -148,6 +150,34 @@ def capture_on(spec: MonitoringSpec) -> bool:
 
 def wants_join(spec: MonitoringSpec) -> bool:
     return spec.quality.enabled and capture_on(spec)
+
+
+def monitored_version(
+    stable_version: str | None,
+    stable: TrackObservation,
+    versions: Mapping[str, ModelVersion],
+) -> ModelVersion | None:
+    """The version the stable track serves, None while nothing serves it yet (no stable
+    version, its Deployment on another version, or no ready pod): nothing to measure, and
+    a pod event brings the next pass."""
+    version = versions.get(stable_version) if stable_version else None
+    if version is None or stable.version != stable_version or stable.ready_replicas < 1:
+        return None
+    return version
+
+
+def failed_observation(version: ModelVersion, why: str) -> Observation:
+    """What an evaluation sees when observing failed unexpectedly: every measurement is
+    Unknown with the error (monitoring never holds up serving; the next evaluation retries)."""
+    return Observation(
+        VersionFacts(
+            name=version.metadata.name or "",
+            metrics=dict(version.spec.metrics),
+            classes=version.spec.input_schema.classes,
+            baseline_problem=(MONITORING_ERROR, why),
+        ),
+        join=JoinResult(error=why),
+    )
 
 
 def due_in(

@@ -18,23 +18,23 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from kiln.api.training_job import RunRecord, TrainingPhase
+from kiln.api.wire import (
+    ATTEMPT_STARTED,
+    BACKOFF_LIMIT_EXCEEDED,
+    DEADLINE_EXCEEDED,
+    INVALID_RESULT,
+    OUT_OF_MEMORY,
+    POD_DELETED,
+    POD_EVICTED,
+    SUCCEEDED,
+    TRAINER_FAILED,
+)
 from kiln.contract.train_report import (
     Reason,
     TrainerFailure,
     TrainerSuccess,
     parse_termination_message,
 )
-
-# --- reasons (condition reasons and Events) ---------------------------------------------
-BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
-DEADLINE_EXCEEDED = "DeadlineExceeded"
-POD_DELETED = "PodDeleted"
-TRAINER_FAILED = "TrainerFailed"
-OUT_OF_MEMORY = "OOMKilled"
-INVALID_RESULT = "InvalidResult"
-POD_EVICTED = "Evicted"
-SUCCEEDED = "Succeeded"
-ATTEMPT_STARTED = "AttemptStarted"
 
 # Every reason a run can end Failed with (bounded: the operator's own and the trainer's).
 RUN_FAILURE_REASONS: tuple[str, ...] = (

@@ -17,7 +17,17 @@ from datetime import datetime, timedelta
 
 from kiln.api.common import Condition
 from kiln.api.training_job import RunRecord, TrainingJob, TrainingJobStatus
-from kiln.api.wire import FAILED, RETRAIN_ANNOTATION, RETRAIN_HANDLED_ANNOTATION
+from kiln.api.wire import (
+    ATTEMPT_STARTED,
+    FAILED,
+    RETRAIN_ANNOTATION,
+    RETRAIN_HANDLED_ANNOTATION,
+    RUN_REPLACED,
+    RUN_SKIPPED,
+    RUN_STARTED,
+    SUCCEEDED,
+    SUSPENDED,
+)
 from kiln.core import conditions as cond
 from kiln.core.lineage import params_hash
 from kiln.core.schedule import (
@@ -29,13 +39,6 @@ from kiln.core.schedule import (
     runs_to_prune,
     schedule_error,
 )
-from kiln.core.training import ATTEMPT_STARTED, SUCCEEDED
-
-# Reasons of the job-level conditions and Events.
-REPLACED = "Replaced"
-SKIPPED = "RunSkipped"
-RUN_STARTED = "RunStarted"
-SUSPENDED = "Suspended"
 
 # Events of these reasons are Normal: a run starting, progressing or succeeding. Every other
 # reason (a failed or retried attempt, a skipped trigger, a cancelled run) is a Warning.
@@ -153,11 +156,11 @@ def plan_triggers(
             observed_generation = generation
         elif spec_changed and decision.reason == "Forbidden":
             # A new spec is never dropped: it runs once the active run is over.
-            events.append((SKIPPED, "spec changed during a run: a new run follows it"))
+            events.append((RUN_SKIPPED, "spec changed during a run: a new run follows it"))
         else:
             observed_generation = generation
             what = ", ".join(["spec" if spec_changed else "", *fired]).strip(", ")
-            events.append((SKIPPED, f"trigger {what} skipped: {decision.reason}"))
+            events.append((RUN_SKIPPED, f"trigger {what} skipped: {decision.reason}"))
     return TriggerPlan(
         start=start,
         cancel=cancel,
@@ -201,7 +204,7 @@ def cancel_run(run: RunRecord, now: datetime) -> RunRecord:
     return run.model_copy(
         update={
             "phase": "Failed",
-            "reason": REPLACED,
+            "reason": RUN_REPLACED,
             "message": "replaced by a newer run (concurrencyPolicy Replace)",
             "completion_time": now,
             "next_attempt_time": None,
@@ -301,7 +304,7 @@ def run_started_event(run: RunRecord) -> tuple[str, str]:
 
 
 def run_replaced_event(run: RunRecord) -> tuple[str, str]:
-    return REPLACED, f"run {run.run} cancelled: a new run replaces it"
+    return RUN_REPLACED, f"run {run.run} cancelled: a new run replaces it"
 
 
 def run_event(run: RunRecord, reason: str, message: str) -> tuple[str, str]:
@@ -317,3 +320,20 @@ def next_look(
     """Seconds until the reconcile must look again (None: only when something changes)."""
     delay = requeue_delay(delays, next_check, now)
     return None if delay is None else delay + REQUEUE_MARGIN_SECONDS
+
+
+def needs_pods(runs: Sequence[RunRecord]) -> bool:
+    """Whether a pass must list the job's pods: an active run has had an attempt (whose pod
+    is observed), or older runs may have pods to prune. A first pass (at most one run and
+    no attempt yet) has none to see, and spares the apiserver the LIST."""
+    return any(r.attempts > 0 for r in active_runs(runs)) or len(runs) > 1
+
+
+def poll_delay(job: TrainingJob, next_poll_in: float | None) -> timedelta | None:
+    """How long until the dataset is probed again (`next_poll_in` seconds, from the last
+    probe; None before the first): nothing to wait for without a dataset-change trigger,
+    and a probe already due waits for nothing."""
+    triggers = job.spec.triggers
+    if next_poll_in is None or triggers is None or triggers.dataset_change is None:
+        return None
+    return timedelta(seconds=max(next_poll_in, 0.0))

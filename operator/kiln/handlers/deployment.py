@@ -28,6 +28,7 @@ from kiln.api.wire import INVALID_SPEC, MODEL_DEPLOYMENT_LABEL, NAME_CONFLICT
 from kiln.builders import serving
 from kiln.core import canary
 from kiln.core import monitoring as mon
+from kiln.core.desired import contains
 from kiln.core.failures import Failure
 from kiln.handlers.chassis import Controller, Key, Stalled, key_of, owner_keys, utcnow
 from kiln.handlers.observations import observe_track
@@ -53,22 +54,6 @@ from kiln.telemetry import rollouts
 logger = logging.getLogger(__name__)
 
 KIND = "ModelDeployment"
-MONITORING_ERROR = "MonitoringError"
-
-
-def contains(current: Any, desired: Any) -> bool:
-    """Whether `current` already has everything `desired` says (apiserver defaults aside)."""
-    if isinstance(desired, Mapping):
-        return isinstance(current, Mapping) and all(
-            contains(current.get(k), v) for k, v in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(current, list)
-            and len(current) == len(desired)
-            and all(contains(c, d) for c, d in zip(current, desired, strict=True))
-        )
-    return bool(current == desired)
 
 
 class DeploymentController(Controller):
@@ -176,7 +161,7 @@ class DeploymentController(Controller):
             vector_queries = decision.analysis.vector_queries  # the drift check's, if on
             vectors = await self.prometheus.query_vectors(vector_queries) if vector_queries else {}
             shares, why = (None, "")
-            if _compares_canary_inputs(md):
+            if canary.compares_canary_inputs(md.spec):
                 canary_version = versions_by_name(versions).get(
                     decision.status.canary_version or ""
                 )
@@ -233,10 +218,9 @@ class DeploymentController(Controller):
                 update={"monitoring": None, "conditions": mon.cleared(status.conditions)}
             )
             return _Monitored(cleared, forget=True)
-        version_name = status.stable_version
-        version = versions.get(version_name) if version_name else None
-        if version is None or stable.version != version_name or stable.ready_replicas < 1:
-            return _Monitored(status)  # nothing serves yet: a pod event brings the next pass
+        version = mon.monitored_version(status.stable_version, stable, versions)
+        if version is None:
+            return _Monitored(status)
         due = mon.due_in(spec, status.monitoring, version.metadata.name or "", now)
         if due > 0:
             return _Monitored(status, requeue_after=due)
@@ -244,16 +228,7 @@ class DeploymentController(Controller):
             observation = await self.monitor.observe(md, version, spec, now)
         except Exception as e:  # monitoring never holds up serving: shown, retried next time
             logger.exception("monitoring of %s/%s failed", md.metadata.namespace, md.metadata.name)
-            why = f"{type(e).__name__}: {e}"
-            observation = mon.Observation(
-                mon.VersionFacts(
-                    name=version.metadata.name or "",
-                    metrics=dict(version.spec.metrics),
-                    classes=version.spec.input_schema.classes,
-                    baseline_problem=(MONITORING_ERROR, why),
-                ),
-                join=mon.JoinResult(error=why),
-            )
+            observation = mon.failed_observation(version, f"{type(e).__name__}: {e}")
         evaluation = mon.evaluate(spec, observation, status.conditions, now, md.metadata.generation)
         new = status.model_copy(
             update={"monitoring": evaluation.monitoring, "conditions": evaluation.conditions}
@@ -395,12 +370,6 @@ def versions_by_name(versions: list[ModelVersion]) -> dict[str, ModelVersion]:
     return {v.metadata.name: v for v in versions if v.metadata.name}
 
 
-def _compares_canary_inputs(md: ModelDeployment) -> bool:
-    """Whether the canary's drift check compares its inputs with its own baseline."""
-    drift = md.spec.canary.builtin_checks.drift if md.spec.canary else None
-    return drift is not None and drift.enabled and drift.inputs
-
-
 def _check_owner(uid: str | None, current: Mapping[str, Any]) -> None:
     """An object with the name we need exists and is not ours: a person must sort it out."""
     meta = current.get("metadata") or {}
@@ -409,7 +378,6 @@ def _check_owner(uid: str | None, current: Mapping[str, Any]) -> None:
             NAME_CONFLICT,
             f"{current.get('kind', 'object')} {meta.get('name')} exists and is not owned by "
             "this ModelDeployment: rename or delete it",
-            resync=canary.STALLED_RESYNC_SECONDS,
         )
 
 
@@ -433,7 +401,7 @@ async def stop_deployment_controller(memo: kopf.Memo, **_: Any) -> None:
     await DeploymentController.stop_in(memo)
 
 
-@kopf.on.event("kiln.dev", "v1alpha1", "modeldeployments")
+@kopf.on.event(MODEL_DEPLOYMENTS.group, MODEL_DEPLOYMENTS.version, MODEL_DEPLOYMENTS.plural)
 async def model_deployment_event(
     type: str, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -442,7 +410,7 @@ async def model_deployment_event(
         controller.enqueue(key_of(namespace, name), body, deleted=type == "DELETED")
 
 
-@kopf.on.event("kiln.dev", "v1alpha1", "modelversions")
+@kopf.on.event(MODEL_VERSIONS.group, MODEL_VERSIONS.version, MODEL_VERSIONS.plural)
 async def model_version_event(
     body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -452,7 +420,12 @@ async def model_version_event(
         controller.model_version_changed(namespace or "default", str(model))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={MODEL_DEPLOYMENT_LABEL: kopf.PRESENT})
+@kopf.on.event(
+    DEPLOYMENTS.group,
+    DEPLOYMENTS.version,
+    DEPLOYMENTS.plural,
+    labels={MODEL_DEPLOYMENT_LABEL: kopf.PRESENT},
+)
 async def serving_deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     controller = DeploymentController.in_memo(memo)
     if controller is not None:
@@ -460,7 +433,7 @@ async def serving_deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -
             controller.queue.add(key)
 
 
-@kopf.on.event("", "v1", "pods", labels={MODEL_DEPLOYMENT_LABEL: kopf.PRESENT})
+@kopf.on.event(PODS.group, PODS.version, PODS.plural, labels={MODEL_DEPLOYMENT_LABEL: kopf.PRESENT})
 async def serving_pod_event(
     body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:

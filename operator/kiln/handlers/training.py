@@ -146,8 +146,7 @@ class TrainingController(Controller):
 
         runs: dict[int, RunRecord] = {r.run: r for r in job.status.runs}
         active = [r for r in runs.values() if r.phase in ACTIVE_PHASES]
-        listed = any(r.attempts > 0 for r in active) or len(runs) > 1
-        pods = await self._pods(job) if listed else []
+        pods = await self._pods(job) if tj.needs_pods(list(runs.values())) else []
         policy = RetryPolicy(job.spec.backoff_limit, job.spec.active_deadline_seconds)
         events: list[tuple[str, str]] = []
         delays: list[timedelta | None] = []
@@ -282,9 +281,7 @@ class TrainingController(Controller):
 
     def _poll_delay(self, key: Key, job: TrainingJob) -> timedelta | None:
         due = self._next_poll.get(key)
-        if due is None or job.spec.triggers is None or job.spec.triggers.dataset_change is None:
-            return None
-        return timedelta(seconds=max(due - time.monotonic(), 0.0))
+        return tj.poll_delay(job, None if due is None else due - time.monotonic())
 
     async def _poll_dataset(self, key: Key, job: TrainingJob) -> str | None:
         triggers = job.spec.triggers
@@ -314,7 +311,7 @@ async def stop_training_controller(memo: kopf.Memo, **_: Any) -> None:
     await TrainingController.stop_in(memo)
 
 
-@kopf.on.event("kiln.dev", "v1alpha1", "trainingjobs")
+@kopf.on.event(TRAINING_JOBS.group, TRAINING_JOBS.version, TRAINING_JOBS.plural)
 async def training_job_event(
     type: str, namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -323,7 +320,7 @@ async def training_job_event(
         controller.enqueue(key_of(namespace, name), body, deleted=type == "DELETED")
 
 
-@kopf.on.event("", "v1", "pods", labels={TRAINING_JOB_UID_LABEL: kopf.PRESENT})
+@kopf.on.event(PODS.group, PODS.version, PODS.plural, labels={TRAINING_JOB_UID_LABEL: kopf.PRESENT})
 async def training_pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     controller = TrainingController.in_memo(memo)
     if controller is not None and controller.pod_changed(type, body):

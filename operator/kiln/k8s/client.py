@@ -18,6 +18,8 @@ from typing import Any
 
 import aiohttp
 
+from kiln.api import wire
+
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 JSON = "application/json"
@@ -73,9 +75,9 @@ PODS = Resource("", "v1", "pods")
 SECRETS = Resource("", "v1", "secrets")
 EVENTS = Resource("", "v1", "events")
 POD_DISRUPTION_BUDGETS = Resource("policy", "v1", "poddisruptionbudgets")
-TRAINING_JOBS = Resource("kiln.dev", "v1alpha1", "trainingjobs")
-MODEL_VERSIONS = Resource("kiln.dev", "v1alpha1", "modelversions")
-MODEL_DEPLOYMENTS = Resource("kiln.dev", "v1alpha1", "modeldeployments")
+TRAINING_JOBS = Resource(wire.GROUP, wire.VERSION, wire.TRAINING_JOBS_PLURAL)
+MODEL_VERSIONS = Resource(wire.GROUP, wire.VERSION, wire.MODEL_VERSIONS_PLURAL)
+MODEL_DEPLOYMENTS = Resource(wire.GROUP, wire.VERSION, wire.MODEL_DEPLOYMENTS_PLURAL)
 DEPLOYMENTS = Resource("apps", "v1", "deployments")
 SERVICES = Resource("", "v1", "services")
 HTTP_ROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")

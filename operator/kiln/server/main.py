@@ -33,9 +33,9 @@ from kiln.server.capture import CaptureWriter
 from kiln.server.config import ConfigError, ServerConfig, parse_config
 from kiln.server.http import ConnectionRegistry, HttpConnection, drain, wait_for_quiet
 from kiln.server.logs import configure_logging
-from kiln.server.metrics import MetricsSnapshot, render
 from kiln.server.predictor import Predictor, build_predictor
 from kiln.server.service import PROMETHEUS_TEXT, InferenceService, ServiceSettings
+from kiln.server.telemetry import MetricsSnapshot, render
 
 log = logging.getLogger("kiln.server")
 SNAPSHOT_INTERVAL_SECONDS = 1.0

@@ -21,8 +21,8 @@ from sklearn.linear_model._base import (
     MultiOutputLinearModel,
 )
 
-from kiln.server.metrics import TabularLayout
 from kiln.server.protocol import PREDICT_OUTPUT, PROBA_OUTPUT, InputSchema, OutputTensor
+from kiln.server.telemetry import TabularLayout
 from kiln.tabular.schema import TabularSchema, schema_of
 
 

@@ -28,13 +28,6 @@ import orjson
 from kiln.contract.monitoring import INFERENCE_ID_HEADER, Baseline
 from kiln.server.capture import CaptureWriter, column_layout
 from kiln.server.drift import DriftPlan, compile_drift
-from kiln.server.metrics import (
-    MetricLabels,
-    MetricsSnapshot,
-    ServingMetrics,
-    TabularLayout,
-    render,
-)
 from kiln.server.predictor import Predictor, drift_feature_names
 from kiln.server.protocol import (
     PROBA_OUTPUT,
@@ -43,6 +36,13 @@ from kiln.server.protocol import (
     encode_infer_response,
     error_body,
     parse_infer_request,
+)
+from kiln.server.telemetry import (
+    MetricLabels,
+    MetricsSnapshot,
+    ServingMetrics,
+    TabularLayout,
+    render,
 )
 from kiln.tabular.schema import TabularSchema
 from kiln.version import KILN_VERSION
@@ -145,7 +145,7 @@ class InferenceService:
     def pending(self) -> int:
         return len(self._pending)
 
-    # -- scrape source (kiln.server.metrics.ExpositionSource) ----------------------------
+    # -- scrape source (kiln.server.telemetry.ExpositionSource) ----------------------------
 
     def feature_names(self) -> tuple[str, ...]:
         return self.metrics.feature_names

@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from kiln.api.model_deployment import ModelDeployment
 from kiln.api.model_version import ModelVersion
 from kiln.api.monitoring import MonitoringSpec
+from kiln.api.wire import BASELINE_INTEGRITY_ERROR, BASELINE_UNAVAILABLE
 from kiln.contract.monitoring import (
     CAPTURE_RECORDS_METRIC,
     FEATURE_BIN_METRIC,
@@ -57,8 +58,6 @@ from kiln.store.s3 import make_s3_client
 
 logger = logging.getLogger(__name__)
 
-BASELINE_UNAVAILABLE = "BaselineUnavailable"
-BASELINE_INTEGRITY = "BaselineIntegrityError"
 MAX_CACHED_BASELINES = 64
 _STAMP = re.compile(r"-(\d{8}T\d{12}Z)-\d+\.jsonl$")
 
@@ -231,7 +230,7 @@ class MonitoringReader:
         try:
             baseline = await asyncio.to_thread(read_baseline, ObjectStore(env=env), ref)
         except IntegrityError as e:
-            return None, (BASELINE_INTEGRITY, f"baseline {e}")
+            return None, (BASELINE_INTEGRITY_ERROR, f"baseline {e}")
         except InvalidObject as e:
             return None, (BASELINE_UNAVAILABLE, str(e))
         except Exception as e:  # StoreError, OSError, botocore's: the store is not usable

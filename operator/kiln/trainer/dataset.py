@@ -47,7 +47,7 @@ def load_dataset(spec: DatasetSpec, store: ObjectStore) -> LoadedDataset:
             f"dataset {spec.uri} has sha256 {blob.sha256}, "
             f"but the TrainingJob pins {normalise_sha256(spec.sha256)}",
         )
-    frame = parse_table(blob.data, spec.resolved_format(), spec.uri)
+    frame = parse_table(blob.data, spec.format, spec.uri)
     features = select_columns(frame, spec)
     return LoadedDataset(
         uri=spec.uri,

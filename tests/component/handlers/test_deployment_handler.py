@@ -18,7 +18,7 @@ from tests.support.matchers import has_condition, posted_events
 
 from kiln.core import analysis as an
 from kiln.core.analysis import REQUESTS_KEY, QueryResult, VectorQuery, VectorResult
-from kiln.handlers.deployment import DeploymentController, contains
+from kiln.handlers.deployment import DeploymentController
 from kiln.k8s.client import (
     DEPLOYMENTS,
     MODEL_DEPLOYMENTS,
@@ -309,10 +309,3 @@ async def test_deleted_model_deployment_is_forgotten(
     assert c.models == {(NS, "iris"): "iris"}
     c.enqueue((NS, "iris"), MODEL_DEPLOYMENT, deleted=True)
     assert c.models == {}
-
-
-def test_contains_ignores_server_defaults() -> None:
-    current = {"spec": {"replicas": 2, "x": 1, "list": [{"a": 1, "default": 2}]}}
-    assert contains(current, {"spec": {"replicas": 2, "list": [{"a": 1}]}})
-    assert not contains(current, {"spec": {"replicas": 3}})
-    assert not contains(current, {"spec": {"list": [{"a": 1}, {"a": 2}]}})

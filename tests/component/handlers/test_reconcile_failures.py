@@ -30,8 +30,6 @@ from kiln.settings import OperatorSettings
 pytestmark = pytest.mark.component
 
 NS = "prod"
-# 64 characters: a valid ModelDeployment name (up to 253), too long for its Service (63).
-LONG = "iris-" + "x" * 59
 
 
 def apiserver_refusal(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -70,36 +68,39 @@ def deployment_controller(client: KubeClient) -> DeploymentController:
     return DeploymentController(client, settings, prometheus=None)  # type: ignore[arg-type]
 
 
-async def test_a_name_too_long_for_its_service_stalls_with_the_apiservers_reason(
+async def test_a_service_an_admission_policy_refuses_stalls_with_the_apiservers_reason(
     client: KubeClient, kmock: Any
 ) -> None:
-    too_long = (
-        f'Service "{LONG}" is invalid: metadata.name: Invalid value: "{LONG}": '
-        "must be no more than 63 characters"
+    # What a ValidatingAdmissionPolicy without a `reason` answers (Invalid, 422). Every name
+    # Kiln derives fits (tests/e2e/test_reconcile_failures.py); a cluster's policy may not.
+    refused = (
+        "services \"iris\" is invalid: : ValidatingAdmissionPolicy 'services-need-a-team' "
+        "with binding 'services-need-a-team' denied request: failed expression: "
+        "'team' in object.metadata.labels"
     )
-    refuse(kmock, f"post /api/v1/namespaces/{NS}/services", 422, "Invalid", too_long)
-    await client.create(MODEL_DEPLOYMENTS, NS, ModelDeploymentBuilder(LONG, NS).obj())
+    refuse(kmock, f"post /api/v1/namespaces/{NS}/services", 422, "Invalid", refused)
+    await client.create(MODEL_DEPLOYMENTS, NS, ModelDeploymentBuilder("iris", NS).obj())
     c = deployment_controller(client)
 
-    assert await c.reconcile_reporting_failures((NS, LONG)) == STALLED_RESYNC_SECONDS
-    unstore(kmock, "v1/services", NS, LONG)
+    assert await c.reconcile_reporting_failures((NS, "iris")) == STALLED_RESYNC_SECONDS
+    unstore(kmock, "v1/services", NS, "iris")
 
-    md = await client.get(MODEL_DEPLOYMENTS, NS, LONG)
-    cause = ["must be no more than 63 characters", f"POST /api/v1/namespaces/{NS}/services"]
+    md = await client.get(MODEL_DEPLOYMENTS, NS, "iris")
+    cause = ["services-need-a-team", "denied request", f"POST /api/v1/namespaces/{NS}/services"]
     assert has_condition(md, "Stalled", reason="ObjectRejected", message_has=cause)
     assert has_condition(md, "Ready", "False", reason="ObjectRejected")
     assert md["status"]["reason"] == "ObjectRejected"
     assert md["status"]["observedGeneration"] == 1
     await c.events.drain()
-    (event,) = events_matching(posted_events(kmock), about=LONG, reason="ObjectRejected")
-    assert event["type"] == "Warning" and "63 characters" in event["message"]
+    (event,) = events_matching(posted_events(kmock), about="iris", reason="ObjectRejected")
+    assert event["type"] == "Warning" and "services-need-a-team" in event["message"]
 
     # The same refusal again (the next resync): no second Event, the condition unchanged.
     stalled_since = condition(md, "Stalled")["lastTransitionTime"]  # type: ignore[index]
-    await c.reconcile_reporting_failures((NS, LONG))
+    await c.reconcile_reporting_failures((NS, "iris"))
     await c.events.drain()
     assert len(events_matching(posted_events(kmock), reason="ObjectRejected")) == 1
-    md = await client.get(MODEL_DEPLOYMENTS, NS, LONG)
+    md = await client.get(MODEL_DEPLOYMENTS, NS, "iris")
     assert condition(md, "Stalled")["lastTransitionTime"] == stalled_since  # type: ignore[index]
 
 

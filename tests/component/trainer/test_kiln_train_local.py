@@ -1,12 +1,8 @@
 """The trainer in-process against file:// and an HTTP server on loopback."""
 
-import functools
 import hashlib
-import http.server
 import io
 import json
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,43 +75,10 @@ def test_classification_metric_on_a_regressor_is_an_invalid_spec(tmp_path: Path)
     assert "rmse" in report["message"]
 
 
-@pytest.fixture
-def http_server() -> Iterator[str]:
-    handler = functools.partial(_QuietHandler, directory=str(EXAMPLES))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def test_dataset_over_http_with_pinned_digest(http_server: str, tmp_path: Path) -> None:
-    digest = hashlib.sha256((EXAMPLES / "iris.csv").read_bytes()).hexdigest()
-    spec = {
-        "model": "iris",
-        "estimator": "sklearn.linear_model.LogisticRegression",
-        "params": {"max_iter": 500},
-        "dataset": {"uri": f"{http_server}/iris.csv", "target": "species", "sha256": digest},
-        "evaluation": {"metrics": ["f1_macro", "accuracy"]},
-        "output": {"uri": (tmp_path / "out").as_uri()},
-        "run": {"namespace": "ml", "trainingJob": "iris-web", "number": 2},
-    }
-    code, report = train(spec, tmp_path)
-    assert code == 0, report
-    assert report["dataset"]["sha256"] == digest
-    assert list(report["metrics"]) == ["accuracy", "f1_macro"]  # only those asked for
-
-
-def test_missing_http_object_is_dataset_unavailable(http_server: str, tmp_path: Path) -> None:
+def test_http_dataset_is_an_invalid_spec_as_in_a_training_job(tmp_path: Path) -> None:
+    # The spec's dataset is the TrainingJob's spec.dataset, whose CRD refuses plain http://.
     spec = diabetes_spec(tmp_path / "out")
-    spec["dataset"] = {"uri": f"{http_server}/absent.csv", "target": "target"}
+    spec["dataset"] = {"uri": "http://127.0.0.1:9/diabetes.csv", "target": "target"}
     code, report = train(spec, tmp_path)
-    assert (code, report["reason"]) == (3, "DatasetUnavailable")
+    assert (code, report["reason"]) == (2, "InvalidSpec")
+    assert "https://" in report["message"]

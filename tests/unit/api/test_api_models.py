@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from tests.support.builders import TrainingJobBuilder
 
 from kiln.api.metrics import METRIC_DIRECTIONS, higher_is_better
 from kiln.api.model_deployment import ModelDeployment
@@ -14,29 +15,23 @@ from kiln.api.training_job import RunRecord, TrainingJob, TrainingJobStatus
 
 pytestmark = pytest.mark.unit
 
-TJ: dict[str, Any] = {
-    "apiVersion": "kiln.dev/v1alpha1",
-    "kind": "TrainingJob",
-    "metadata": {"name": "iris", "namespace": "ml", "uid": "u-1", "generation": 2},
-    "spec": {
-        "model": "iris",
-        "estimator": "sklearn.linear_model.LogisticRegression",
-        "params": {"max_iter": 200, "nested": {"a": [1, 2]}},
-        "dataset": {"uri": "s3://d/iris.csv", "target": "species", "sensitiveColumn": "site"},
-        "backoffLimit": 1,
-        "activeDeadlineSeconds": 60,
-        "output": {"credentialsSecretRef": {"name": "s3"}},
-        "registration": {
-            "fairness": {"sensitiveColumn": "site", "metric": "accuracy", "maxGap": 0.1}
-        },
-        "triggers": {"schedule": "@daily", "datasetChange": {}},
-    },
-    "status": {
-        "observedGeneration": 2,
-        "phase": "Running",
-        "run": 1,
-        "runs": [{"run": 1, "phase": "Running", "attempts": 1}],
-        "conditions": [
+TJ: dict[str, Any] = (
+    TrainingJobBuilder("iris")
+    .uid("u-1")
+    .generation(2)
+    .params(max_iter=200, nested={"a": [1, 2]})
+    .dataset("s3://d/iris.csv", sensitiveColumn="site")
+    .backoff_limit(1)
+    .spec(activeDeadlineSeconds=60)
+    .credentials("s3")
+    .fairness("site", "accuracy", 0.1)
+    .triggers(schedule="@daily", datasetChange={})
+    .status(
+        observedGeneration=2,
+        phase="Running",
+        run=1,
+        runs=[{"run": 1, "phase": "Running", "attempts": 1}],
+        conditions=[
             {
                 "type": "Ready",
                 "status": "False",
@@ -44,8 +39,9 @@ TJ: dict[str, Any] = {
                 "lastTransitionTime": "2026-01-01T00:00:00Z",
             }
         ],
-    },
-}
+    )
+    .obj()
+)
 
 
 def test_trainingjob_reads_camel_case_into_snake_case() -> None:
@@ -132,3 +128,11 @@ def test_modeldeployment_canary_defaults() -> None:
     assert canary.builtin_checks.latency.quantile == 0.99
     assert deployment.spec.replicas == 2
     assert deployment.status.canary_weight == 0
+
+
+@pytest.mark.parametrize("kind", [TrainingJob, ModelVersion, ModelDeployment])
+def test_every_kind_is_served_at_the_wire_group_and_version(kind: type) -> None:
+    # `Literal` needs the string spelled out in each model; this keeps it equal to wire's.
+    from kiln.api import wire
+
+    assert kind.model_fields["api_version"].default == wire.API_VERSION

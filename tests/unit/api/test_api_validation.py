@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import ValidationError
+from tests.support.builders import TrainingJobBuilder
 from tests.support.crd_validation import validate
 from tests.support.invalid_objects import (
     INVALID_MODEL_DEPLOYMENTS,
@@ -86,16 +87,13 @@ def test_invalid_trainingjob_is_rejected_by_the_model_too(path: Path) -> None:
 
 
 def test_defaults_are_filled_like_the_apiserver_would() -> None:
-    minimal = {
-        "apiVersion": "kiln.dev/v1alpha1",
-        "kind": "TrainingJob",
-        "metadata": {"name": "m"},
-        "spec": {
-            "model": "iris",
-            "estimator": "sklearn.tree.DecisionTreeClassifier",
-            "dataset": {"uri": "file:///data/iris.csv", "target": "species"},
-        },
-    }
+    minimal = (
+        TrainingJobBuilder("m")
+        .for_create()
+        .estimator("sklearn.tree.DecisionTreeClassifier")
+        .dataset("file:///data/iris.csv")
+        .obj()
+    )
     assert validate(minimal, CRDS["TrainingJob"]) == []
     parsed = TrainingJob.model_validate(minimal).spec
     assert parsed.backoff_limit == 3

@@ -4,6 +4,7 @@ import json
 from typing import Any
 
 import pytest
+from tests.support.builders import TrainingJobBuilder
 
 from kiln.api.training_job import TrainingJob
 from kiln.builders import training_pod as tp
@@ -17,17 +18,16 @@ DEFAULTS = tp.TrainerDefaults(
 
 
 def job(**spec_changes: Any) -> TrainingJob:
-    spec: dict[str, Any] = {
-        "model": "iris",
-        "estimator": "sklearn.linear_model.LogisticRegression",
-        "params": {"max_iter": 300},
-        "dataset": {"uri": "s3://datasets/iris.csv", "target": "species"},
-        "evaluation": {"seed": 7, "metrics": ["accuracy", "f1_macro"]},
-        "output": {"credentialsSecretRef": {"name": "s3-creds"}},
-    }
-    spec.update(spec_changes)
+    """The TrainingJob the pod is built from, with these spec fields (wire names) changed."""
     return TrainingJob.model_validate(
-        {"metadata": {"name": "iris-train", "namespace": "ml", "uid": "uid-42"}, "spec": spec}
+        TrainingJobBuilder("iris-train")
+        .uid("uid-42")
+        .params(max_iter=300)
+        .dataset("s3://datasets/iris.csv")
+        .evaluation(seed=7, metrics=["accuracy", "f1_macro"])
+        .credentials("s3-creds")
+        .spec(**spec_changes)
+        .obj()
     )
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.support.matchers import condition_reasons
 
 from kiln.api.model_deployment import HandledCommand, ModelDeploymentSpec, ModelDeploymentStatus
 from kiln.core import canary
@@ -94,10 +95,6 @@ def passing(requests: float = 100, error_rate: float = 0.0, p99: float = 0.01) -
 def unreachable() -> dict[str, QueryResult]:
     down = QueryResult("unreachable", None, "connection refused")
     return {REQUESTS_KEY: down, "canary/error-rate": down, "canary/latency-p99": down}
-
-
-def conditions(status: ModelDeploymentStatus) -> dict[str, tuple[str, str]]:
-    return {c.type: (c.status, c.reason) for c in status.conditions}
 
 
 def tracks(decision: canary.Decision) -> dict[str, tuple[str | None, int]]:
@@ -245,15 +242,15 @@ def test_first_version_goes_straight_to_stable() -> None:
     st = decision.status
     assert (st.phase, st.stable_version, st.canary_version) == ("Progressing", "iris-v1", None)
     assert tracks(decision) == {"stable": ("iris-v1", 4), "canary": (None, 0)}
-    assert conditions(st)["Reconciling"] == ("True", "RollingOut")
-    assert conditions(st)["Ready"] == ("False", "RollingOut")
+    assert condition_reasons(st)["Reconciling"] == ("True", "RollingOut")
+    assert condition_reasons(st)["Ready"] == ("False", "RollingOut")
     assert "Deploying" in reasons(decision)
     assert decision.requeue_after == canary.WAIT_FOR_PODS_SECONDS
     assert st.observed_generation == 1
 
     later = canary.step(spec(), st, obs("iris-v1", stable=ready("iris-v1", 4)), T0)
     assert later.status.phase == "Promoted"
-    assert conditions(later.status) == {"Ready": ("True", "Serving")}
+    assert condition_reasons(later.status) == {"Ready": ("True", "Serving")}
     assert reasons(later) == ["Serving"]
     assert later.requeue_after == canary.STEADY_RESYNC_SECONDS
 
@@ -274,14 +271,14 @@ def test_stable_that_cannot_load_fails_with_the_reason() -> None:
     )
     decision = canary.step(spec(), ModelDeploymentStatus(), obs("iris-v1", stable=broken), T0)
     assert (decision.status.phase, decision.status.reason) == ("Failed", "IntegrityError")
-    assert conditions(decision.status)["Stalled"] == ("True", "IntegrityError")
+    assert condition_reasons(decision.status)["Stalled"] == ("True", "IntegrityError")
     assert "IntegrityError" in reasons(decision)
 
 
 def test_no_target_keeps_serving_stable_and_stalls() -> None:
     decision = canary.step(spec(), serving_v1(), obs(None), T0)
     assert tracks(decision) == {"stable": ("iris-v1", 4), "canary": (None, 0)}
-    assert conditions(decision.status)["Stalled"] == ("True", "NoApprovedVersion")
+    assert condition_reasons(decision.status)["Stalled"] == ("True", "NoApprovedVersion")
     assert decision.status.target_version is None
 
 
@@ -319,7 +316,7 @@ def test_good_version_goes_through_every_step_to_promoted() -> None:
     assert tracks(d) == {"stable": ("iris-v1", 3), "canary": ("iris-v2", 1)}
     assert st.rollout_started_time == T0 and st.step_started_time == T0
     assert "RolloutStarted" in reasons(d)
-    assert conditions(st)["Reconciling"] == ("True", "CanaryProgressing")
+    assert condition_reasons(st)["Reconciling"] == ("True", "CanaryProgressing")
 
     # Canary pods not ready yet: wait, no analysis.
     d = r.tick(1, canary_track=TrackObservation("iris-v2", 1, 0))
@@ -352,9 +349,9 @@ def test_good_version_goes_through_every_step_to_promoted() -> None:
     assert "Promoted" in reasons(d)
     assert len(st.analysis) == 4
     # Stable still rolling to v2 (pods observed at v1): Reconciling, then Ready.
-    assert conditions(st)["Reconciling"] == ("True", "RollingOut")
+    assert condition_reasons(st)["Reconciling"] == ("True", "RollingOut")
     d = r.tick(1, stable=ready("iris-v2", 4))
-    assert conditions(r.status) == {"Ready": ("True", "Serving")}
+    assert condition_reasons(r.status) == {"Ready": ("True", "Serving")}
     assert r.status.phase == "Promoted"
 
 
@@ -391,7 +388,7 @@ def test_failed_analysis_within_the_limit_is_retried_then_rolls_back() -> None:
     assert (st.stable_version, st.canary_version, st.canary_replicas) == ("iris-v1", None, 0)
     assert tracks(d) == {"stable": ("iris-v1", 4), "canary": (None, 0)}
     assert "latency-p99=2 [-inf, 0.5] Failed" in (st.message or "")
-    assert conditions(st)["Stalled"] == ("True", "AnalysisFailed")
+    assert condition_reasons(st)["Stalled"] == ("True", "AnalysisFailed")
     assert reasons(d) == ["AnalysisFailed", "AnalysisFailed"]
     assert d.events[-1].type == "Warning"
 
@@ -433,7 +430,7 @@ def test_inconclusive_is_never_a_pass(results: dict[str, QueryResult]) -> None:
     st = r.status
     assert (st.phase, st.reason, st.current_step) == ("Paused", "InconclusiveAnalysis", 0)
     assert st.canary_version == "iris-v2" and st.stable_version == "iris-v1"
-    assert conditions(st)["Stalled"] == ("True", "InconclusiveAnalysis")
+    assert condition_reasons(st)["Stalled"] == ("True", "InconclusiveAnalysis")
     assert "InconclusiveAnalysis" in reasons(d)
     # The canary keeps its share while paused: analysis goes on.
     assert tracks(d) == {"stable": ("iris-v1", 3), "canary": ("iris-v2", 1)}
@@ -447,7 +444,7 @@ def test_inconclusive_is_never_a_pass(results: dict[str, QueryResult]) -> None:
     st = r.status
     assert (st.phase, st.current_step, st.inconclusive_analyses) == ("Progressing", 1, 0)
     assert "Resumed" in reasons(d)
-    assert conditions(st)["Reconciling"] == ("True", "CanaryProgressing")
+    assert condition_reasons(st)["Reconciling"] == ("True", "CanaryProgressing")
 
 
 def test_unreachable_prometheus_outcome_is_error() -> None:
@@ -487,7 +484,7 @@ def test_canary_that_cannot_load_fails_with_integrity_error() -> None:
     assert (st.phase, st.reason, st.failed_version) == ("Failed", "IntegrityError", "iris-v2")
     assert st.stable_version == "iris-v1" and st.canary_version is None
     assert tracks(d) == {"stable": ("iris-v1", 4), "canary": (None, 0)}
-    assert conditions(st)["Stalled"] == ("True", "IntegrityError")
+    assert condition_reasons(st)["Stalled"] == ("True", "IntegrityError")
     assert "IntegrityError" in reasons(d)
 
     # Later passes hold on stable and keep saying why, with the way out.
@@ -496,7 +493,7 @@ def test_canary_that_cannot_load_fails_with_integrity_error() -> None:
     held = r.status
     assert held.phase == "Failed" and "IntegrityError: x" in (held.message or "")
     assert "kiln resume" in (held.message or "")
-    assert conditions(held)["Stalled"][1] == "IntegrityError"
+    assert condition_reasons(held)["Stalled"][1] == "IntegrityError"
 
 
 def test_failure_of_an_older_canary_version_is_not_blamed_on_the_new_one() -> None:
@@ -516,7 +513,7 @@ def test_manual_pause_holds_and_stops_the_deadline_clock() -> None:
     d = r.tick(5, commands=Commands(paused=True))
     st = r.status
     assert (st.phase, st.reason, st.paused_time) == ("Paused", "ManualPause", r.now)
-    assert conditions(st)["Reconciling"] == ("True", "Paused")
+    assert condition_reasons(st)["Reconciling"] == ("True", "Paused")
     assert "Paused" in reasons(d)
     assert tracks(d) == {"stable": ("iris-v1", 3), "canary": ("iris-v2", 1)}
 

@@ -590,3 +590,19 @@ def test_the_canary_baseline_reaches_the_inputs_judge() -> None:
     assert decision.status.last_analysis_outcome == "Inconclusive"
     assert "baseline is not available: not loaded" in decision.status.analysis[-1].message
     assert not math.isnan(decision.status.analysis[-2].value or 0.0)
+
+
+def test_the_canarys_own_baseline_is_read_only_when_its_inputs_are_compared() -> None:
+    def spec(**canary: Any) -> ModelDeploymentSpec:
+        return ModelDeploymentSpec.model_validate(
+            {"model": "iris", "followLatestApproved": True, **canary}
+        )
+
+    assert not canary.compares_canary_inputs(spec())  # no canary at all
+    assert not canary.compares_canary_inputs(spec(canary={"steps": [50]}))  # no drift check
+    off = {"steps": [50], "builtinChecks": {"drift": {"enabled": False}}}
+    assert not canary.compares_canary_inputs(spec(canary=off))
+    predictions_only = {"steps": [50], "builtinChecks": {"drift": {"inputs": False}}}
+    assert not canary.compares_canary_inputs(spec(canary=predictions_only))
+    inputs = {"steps": [50], "builtinChecks": {"drift": {"enabled": True}}}
+    assert canary.compares_canary_inputs(spec(canary=inputs))

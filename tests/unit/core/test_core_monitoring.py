@@ -3,11 +3,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from tests.support.builders import ModelVersionBuilder
 
+from kiln.api.model_version import ModelVersion
 from kiln.api.monitoring import CaptureSpec, MonitoringSpec, MonitoringStatus, QualitySpec
 from kiln.contract.monitoring import Baseline, Distribution, FeatureProfile
 from kiln.core import monitoring as mon
 from kiln.core import quality as ql
+from kiln.core.canary import TrackObservation
 from kiln.core.conditions import find
 
 pytestmark = pytest.mark.unit
@@ -250,3 +253,28 @@ def test_any_number_of_features_and_categoricals() -> None:
     result = run(mon.Observation(facts(baseline=baseline), bins(**counts)))
     status, _, message = status_of(result, "Drifting")
     assert status == "True" and "1 of 20 features" in message and "c7 PSI" in message
+
+
+def test_only_a_stable_track_that_serves_its_version_is_monitored() -> None:
+    v1 = ModelVersion.model_validate(ModelVersionBuilder("iris", 1).obj())
+    versions = {"iris-v1": v1}
+    serving = TrackObservation(version="iris-v1", replicas=2, ready_replicas=1)
+    assert mon.monitored_version("iris-v1", serving, versions) is v1
+    assert mon.monitored_version(None, serving, versions) is None  # no stable version yet
+    assert mon.monitored_version("iris-v2", serving, versions) is None  # not registered
+    moving = TrackObservation(version="iris-v0", replicas=2, ready_replicas=2)
+    assert mon.monitored_version("iris-v1", moving, versions) is None  # another version runs
+    starting = TrackObservation(version="iris-v1", replicas=2, ready_replicas=0)
+    assert mon.monitored_version("iris-v1", starting, versions) is None  # no pod ready
+
+
+def test_a_failed_observation_is_evaluated_as_unknown_with_the_error() -> None:
+    v1 = ModelVersion.model_validate(ModelVersionBuilder("iris", 1).metrics(accuracy=0.96).obj())
+    observation = mon.failed_observation(v1, "RuntimeError: boom")
+    assert observation.version.name == "iris-v1"
+    assert observation.version.metrics == {"accuracy": 0.96}
+    assert observation.version.baseline_problem == ("MonitoringError", "RuntimeError: boom")
+    result = run(observation, spec(drift={}, quality={}))
+    drifting, quality = status_of(result, "Drifting"), status_of(result, "QualityDegraded")
+    assert drifting[:2] == ("Unknown", "MonitoringError") and "boom" in drifting[2]
+    assert quality[0] == "Unknown" and "boom" in quality[2]

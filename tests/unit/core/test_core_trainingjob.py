@@ -4,7 +4,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.support.builders import TrainingJobBuilder
 
+from kiln.api import wire
 from kiln.api.training_job import RunRecord, TrainingJob
 from kiln.core import trainingjob as t
 
@@ -19,27 +21,17 @@ def job(
     generation: int = 1,
     annotations: dict[str, str] | None = None,
 ) -> TrainingJob:
-    spec: dict[str, Any] = {
-        "model": "iris",
-        "estimator": "sklearn.linear_model.LogisticRegression",
-        "dataset": {"uri": "s3://d/iris.csv", "target": "species"},
-    }
-    if triggers is not None:
-        spec["triggers"] = triggers
-    return TrainingJob.model_validate(
-        {
-            "metadata": {
-                "name": "iris",
-                "namespace": "ml",
-                "uid": "u1",
-                "generation": generation,
-                "creationTimestamp": T0.isoformat(),
-                "annotations": annotations or {},
-            },
-            "spec": spec,
-            "status": status or {},
-        }
+    built = (
+        TrainingJobBuilder("iris")
+        .uid("u1")
+        .generation(generation)
+        .created(T0.isoformat())
+        .annotations(annotations or {})
+        .status(**(status or {}))
     )
+    if triggers is not None:
+        built.triggers(**triggers)
+    return TrainingJob.model_validate(built.obj())
 
 
 def run(number: int, phase: str, **extra: Any) -> dict[str, Any]:
@@ -56,7 +48,7 @@ def test_a_new_job_starts_run_one() -> None:
 def test_a_suspended_new_job_starts_nothing() -> None:
     plan = t.plan_triggers(job(triggers={"suspend": True}), T0)
     assert plan.start is None
-    assert plan.events[0][0] == t.SUSPENDED
+    assert plan.events[0][0] == wire.SUSPENDED
 
 
 def test_nothing_starts_once_the_run_is_recorded() -> None:
@@ -80,7 +72,7 @@ def test_a_trigger_is_judged_against_the_runs_as_this_pass_left_them() -> None:
         {"run": 1, "observedGeneration": 1, "runs": [run(1, "Running")]},
         annotations={t.RETRAIN_ANNOTATION: "again"},
     )
-    assert t.plan_triggers(stale, T0).events[0][0] == t.SKIPPED
+    assert t.plan_triggers(stale, T0).events[0][0] == wire.RUN_SKIPPED
     fresh = t.plan_triggers(stale, T0, runs=[t.RunRecord.model_validate(run(1, "Succeeded"))])
     assert (fresh.start, fresh.events, fresh.retrain_handled) == ("manual", [], "again")
 
@@ -122,7 +114,7 @@ def test_a_training_change_made_while_suspended_runs_when_resumed() -> None:
     # What run 1 trained differs from the spec now: it was edited while suspended.
     suspended.status.trained_spec_hash = "sha256:older"
     plan = t.plan_triggers(suspended, T0)
-    assert plan.start is None and plan.events[0][0] == t.SKIPPED
+    assert plan.start is None and plan.events[0][0] == wire.RUN_SKIPPED
     assert plan.trained_spec_hash == "sha256:older"
     resumed = job(
         {
@@ -147,7 +139,7 @@ def test_replace_cancels_the_active_run() -> None:
     plan = t.plan_triggers(busy, T0)
     assert (plan.start, plan.cancel) == ("spec", [1])
     cancelled = t.cancel_run(RunRecord.model_validate(run(1, "Running")), T0)
-    assert (cancelled.phase, cancelled.reason) == ("Failed", t.REPLACED)
+    assert (cancelled.phase, cancelled.reason) == ("Failed", wire.RUN_REPLACED)
 
 
 def test_the_schedule_fires_once_for_missed_times() -> None:
@@ -170,7 +162,7 @@ def test_a_schedule_during_a_forbidden_run_is_skipped_and_recorded() -> None:
     plan = t.plan_triggers(scheduled, T0 + timedelta(hours=1))
     assert plan.start is None
     assert plan.last_schedule_time == datetime(2026, 5, 1, 13, 30, tzinfo=UTC).replace(minute=0)
-    assert plan.events[0][0] == t.SKIPPED
+    assert plan.events[0][0] == wire.RUN_SKIPPED
 
 
 def test_a_dataset_change_starts_a_run_and_the_first_digest_is_a_baseline() -> None:
@@ -214,7 +206,7 @@ def test_a_retrain_skipped_under_forbid_is_recorded_as_handled() -> None:
     asked = job(base, annotations={t.RETRAIN_ANNOTATION: "x"})
     plan = t.plan_triggers(asked, T0)
     assert plan.start is None and plan.retrain_handled == "x"
-    assert [reason for reason, _ in plan.events] == [t.SKIPPED]
+    assert [reason for reason, _ in plan.events] == [wire.RUN_SKIPPED]
 
 
 def test_an_invalid_cron_stalls() -> None:
@@ -310,3 +302,23 @@ def test_run_events_name_the_run_and_the_registered_version() -> None:
     started = RunRecord(run=4, phase="Pending", trigger="schedule")
     assert t.run_started_event(started) == ("RunStarted", "run 4 started (trigger: schedule)")
     assert t.run_replaced_event(started)[0] == "Replaced"
+
+
+def test_pods_are_listed_once_a_run_has_had_an_attempt_or_older_runs_may_have_pods() -> None:
+    def record(number: int, phase: str, attempts: int) -> RunRecord:
+        return RunRecord.model_validate({"run": number, "phase": phase, "attempts": attempts})
+
+    assert not t.needs_pods([])
+    assert not t.needs_pods([record(1, "Pending", 0)])  # the first run, not started yet
+    assert t.needs_pods([record(1, "Running", 1)])
+    assert not t.needs_pods([record(1, "Succeeded", 1)])  # nothing active, nothing to prune
+    assert t.needs_pods([record(1, "Succeeded", 1), record(2, "Pending", 0)])
+
+
+def test_the_next_dataset_probe_is_waited_for_only_with_a_dataset_change_trigger() -> None:
+    watched = job(triggers={"datasetChange": {"pollIntervalSeconds": 60}})
+    assert t.poll_delay(watched, 42.5) == timedelta(seconds=42.5)
+    assert t.poll_delay(watched, -3.0) == timedelta(0)  # already due
+    assert t.poll_delay(watched, None) is None  # not probed yet: the pass probes now
+    assert t.poll_delay(job(), 42.5) is None
+    assert t.poll_delay(job(triggers={"schedule": "@daily"}), 42.5) is None

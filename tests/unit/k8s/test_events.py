@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from kiln.k8s.client import ApiError
-from kiln.k8s.events import EventPoster
+from kiln.k8s.events import EventPoster, RateLimiter
 
 pytestmark = pytest.mark.unit
 
@@ -63,3 +63,30 @@ async def test_events_wait_while_the_operator_is_busy_but_not_forever() -> None:
     poster.post(INVOLVED, "B", "m")
     await poster.drain()  # busy for good: posted after max_defer anyway
     assert client.posted == ["A", "B"]
+
+
+def test_the_rate_limiter_lets_a_key_through_once_per_window() -> None:
+    limiter: RateLimiter[tuple[str, str]] = RateLimiter(window=600)
+    key = ("ml/iris", "ObjectRejected")
+    assert limiter.allow(key, now=0.0)
+    assert not limiter.allow(key, now=1.0)
+    assert not limiter.allow(key, now=599.9)
+    assert limiter.allow(key, now=600.0)  # a new window
+    assert not limiter.allow(key, now=601.0)
+
+
+def test_the_rate_limiter_keeps_each_key_and_reason_apart() -> None:
+    limiter: RateLimiter[tuple[str, str]] = RateLimiter(window=600)
+    assert limiter.allow(("ml/iris", "ObjectRejected"), now=0.0)
+    assert limiter.allow(("ml/iris", "Forbidden"), now=1.0)  # another reason
+    assert limiter.allow(("ml/wine", "ObjectRejected"), now=2.0)  # another object
+    assert not limiter.allow(("ml/iris", "ObjectRejected"), now=3.0)
+
+
+def test_the_rate_limiter_forgets_ended_windows_past_its_size_but_not_open_ones() -> None:
+    limiter: RateLimiter[str] = RateLimiter(window=10, max_keys=2)
+    assert limiter.allow("a", now=0.0)
+    assert limiter.allow("b", now=5.0)
+    assert limiter.allow("c", now=12.0)  # full: "a"'s window is over and is forgotten
+    assert not limiter.allow("b", now=13.0)  # "b"'s window is still open
+    assert limiter.allow("a", now=13.0)

@@ -6,7 +6,6 @@ tests/e2e/test_install.py."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,21 +89,22 @@ def test_every_rule_is_commented() -> None:
 
 
 def _used_resources() -> set[tuple[str, str]]:
-    """Every `Resource(group, version, plural)` the operator's code talks to."""
-    found = set()
-    for source in [
-        *Path(ROOT, "operator/kiln/handlers").glob("*.py"),
-        *Path(ROOT, "operator/kiln/services").glob("*.py"),
-        ROOT / "operator/kiln/k8s/client.py",
-    ]:
-        for group, _, plural in re.findall(
-            r'Resource\(\s*"([^"]*)",\s*"([^"]+)",\s*"([^"]+)"\s*\)', source.read_text()
-        ):
-            found.add((group, plural))
-        for group, _, plural in re.findall(
-            r'kopf\.on\.\w+\(\s*"([^"]*)",\s*"([^"]+)",\s*"([^"]+)"', source.read_text()
-        ):
-            found.add((group, plural))
+    """Every resource the operator's code talks to: the apiserver client's `Resource`s (the
+    only ones the handlers and services use) and every resource a kopf handler watches."""
+    import kopf
+
+    import kiln.handlers  # noqa: F401  (registers the handlers with kopf)
+    from kiln.k8s import client
+
+    found = {
+        (value.group, value.plural)
+        for value in vars(client).values()
+        if isinstance(value, client.Resource)
+    }
+    for handler in kopf.get_default_registry()._watching.get_all_handlers():
+        selector = handler.selector
+        assert selector is not None and selector.group is not None
+        found.add((selector.group, str(selector.plural or selector.any_name)))
     return found
 
 

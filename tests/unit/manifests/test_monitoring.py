@@ -24,7 +24,7 @@ from kiln.api.model_deployment import ModelDeployment
 from kiln.api.model_version import ModelVersion
 from kiln.builders import serving
 from kiln.contract import monitoring as contract
-from kiln.server import metrics as server_metrics
+from kiln.server import telemetry as server_telemetry
 
 pytestmark = pytest.mark.unit
 
@@ -52,13 +52,13 @@ def registry_names() -> set[str]:
 def server_names() -> set[str]:
     """The series kiln-serve exports: its exposition (a classifier's and a regressor's) and
     the drift and capture series of the monitoring contract."""
-    labels = server_metrics.MetricLabels("iris", "iris-v1", "stable")
+    labels = server_telemetry.MetricLabels("iris", "iris-v1", "stable")
     names = set()
     for class_labels, snapshot in (
-        (["a"], server_metrics.MetricsSnapshot(class_counts=[1])),
-        (None, server_metrics.MetricsSnapshot(value_counts=[1] * 10)),
+        (["a"], server_telemetry.MetricsSnapshot(class_counts=[1])),
+        (None, server_telemetry.MetricsSnapshot(value_counts=[1] * 10)),
     ):
-        for family in server_metrics.metric_families(labels, ["f"], class_labels, snapshot, True):
+        for family in server_telemetry.metric_families(labels, ["f"], class_labels, snapshot, True):
             names.add(family.name)
             if family.type == "counter":
                 names.add(f"{family.name}_total")

@@ -441,7 +441,7 @@ def test_feedback_takes_only_post() -> None:
 
 
 def test_capture_counters_are_exported_at_zero_from_the_start() -> None:
-    from kiln.server.metrics import render
+    from kiln.server.telemetry import render
 
     text = render(Harness(writer(FakeStore())).service).decode()
     for result in ("written", "dropped", "failed"):

@@ -17,7 +17,7 @@ from kiln.contract.monitoring import (
     numeric_bin,
 )
 from kiln.server.drift import DriftPlan, compile_drift
-from kiln.server.metrics import (
+from kiln.server.telemetry import (
     MetricLabels,
     MetricsSnapshot,
     ServingMetrics,

@@ -243,7 +243,7 @@ def test_metadata_lists_every_column_with_its_datatype() -> None:
 
 
 def test_unseen_categories_and_missing_values_are_counted_in_metrics() -> None:
-    from kiln.server.metrics import render
+    from kiln.server.telemetry import render
 
     service, scheduled = service_for(served(trained()))
     rows = trained().raw.iloc[:3].copy()

@@ -38,16 +38,16 @@ def test_parquet_gives_the_same_table_as_csv(tmp_path: Path) -> None:
     parquet = tmp_path / "iris.parquet"
     pd.read_csv(IRIS).to_parquet(parquet)
     from_parquet = load_dataset(
-        DatasetSpec(uri=parquet.as_uri(), target="species"), ObjectStore(env={})
+        DatasetSpec(uri=parquet.as_uri(), target="species", format="parquet"), ObjectStore(env={})
     )
     from_csv = load_dataset(DatasetSpec(uri=IRIS.as_uri(), target="species"), ObjectStore(env={}))
     pd.testing.assert_frame_equal(from_parquet.frame, from_csv.frame)
     assert from_parquet.sha256 == hashlib.sha256(parquet.read_bytes()).hexdigest()
 
 
-def test_pinned_digest_that_matches_is_accepted_with_or_without_prefix() -> None:
+def test_pinned_digest_that_matches_is_accepted() -> None:
     digest = hashlib.sha256(IRIS.read_bytes()).hexdigest()
-    spec = DatasetSpec(uri=IRIS.as_uri(), target="species", sha256=f"sha256:{digest.upper()}")
+    spec = DatasetSpec(uri=IRIS.as_uri(), target="species", sha256=digest)
     assert load_dataset(spec, ObjectStore(env={})).sha256 == digest
 
 

@@ -37,24 +37,21 @@ def test_artifact_prefix_is_output_namespace_job_run() -> None:
     assert spec.artifact_prefix() == "s3://models/prefix/ml/iris/run-3"
 
 
-@pytest.mark.parametrize(
-    ("uri", "fmt"),
-    [
-        ("s3://b/data.csv", "csv"),
-        ("file:///d/data.CSV", "csv"),
-        ("https://h/x/data.csv.gz", "csv"),
-        ("s3://b/data.parquet", "parquet"),
-        ("https://h/data.pq?version=2", "parquet"),
-    ],
-)
-def test_format_is_inferred_from_the_suffix(uri: str, fmt: str) -> None:
-    assert DatasetSpec(uri=uri, target="y").resolved_format() == fmt
+def test_dataset_is_the_training_jobs_spec_dataset() -> None:
+    # One model for both sides: the trainer accepts what a TrainingJob carries.
+    from kiln.api.training_job import DatasetSpec as TrainingJobDataset
+
+    assert DatasetSpec is TrainingJobDataset
 
 
-def test_unknown_suffix_without_format_is_rejected() -> None:
-    with pytest.raises(ValidationError, match="set format"):
-        DatasetSpec(uri="s3://b/data.bin", target="y")
-    assert DatasetSpec(uri="s3://b/data.bin", target="y", format="parquet")
+def test_format_defaults_to_csv_as_in_the_crd() -> None:
+    assert DatasetSpec(uri="s3://b/data.parquet", target="y").format == "csv"
+    assert DatasetSpec(uri="s3://b/data.bin", target="y", format="parquet").format == "parquet"
+
+
+def test_dataset_uri_scheme_is_the_crds() -> None:
+    with pytest.raises(ValidationError, match="must start with s3://, file:// or https://"):
+        DatasetSpec(uri="http://h/data.csv", target="y")
 
 
 def test_target_listed_as_feature_is_rejected() -> None:

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the model server, labelled with model, version and track.
+"""The model server's telemetry: its Prometheus exposition, by model, version and track.
 
 The hot path only touches plain Python ints and appends arrays to a list; the
 per-feature sums and the prediction distribution are folded in batches (and at scrape

@@ -7,7 +7,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kiln.server.drift import DriftPlan
-from kiln.server.metrics import (
+from kiln.server.telemetry import (
     MetricLabels,
     MetricsSnapshot,
     ServingMetrics,
