@@ -71,6 +71,25 @@ class TrainerSuccess(KilnModel):
         return value
 
 
+class TrialSuccess(KilnModel):
+    """The termination message of a successful trial of a search (kiln.trainer.trial).
+
+    A trial fits on part of the training split and scores the objective on the rest (or by
+    k-fold cross-validation); it produces no artifact and never sees the test split.
+    """
+
+    ok: Literal[True]
+    trial: int = Field(ge=0)
+    objective: float
+    metric: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    folds: list[float] = Field(default_factory=list)
+    params: dict[str, Any] | None = None
+    dataset: DatasetDigest | None = None
+    report_uri: str | None = None
+    truncated: bool = False
+
+
 class TrainerFailure(KilnModel):
     """The termination message of a run that knows why it failed."""
 
@@ -81,7 +100,9 @@ class TrainerFailure(KilnModel):
     retryable: bool = True
 
 
-def parse_termination_message(text: str | None) -> TrainerSuccess | TrainerFailure | None:
+def parse_termination_message(
+    text: str | None,
+) -> TrainerSuccess | TrialSuccess | TrainerFailure | None:
     """The trainer's report, or None when the message is absent or not a report.
 
     With `terminationMessagePolicy: FallbackToLogsOnError` a crashed trainer leaves the
@@ -96,6 +117,8 @@ def parse_termination_message(text: str | None) -> TrainerSuccess | TrainerFailu
     if not isinstance(document, dict):
         return None
     try:
+        if document.get("ok") is True and "trial" in document:
+            return TrialSuccess.model_validate(document)
         if document.get("ok") is True:
             return TrainerSuccess.model_validate(document)
         if document.get("ok") is False:
