@@ -13,9 +13,9 @@ Everything here is pure: the adapter lists the run's pods, turns each into a
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from collections.abc import Callable
 from typing import Any, Literal
 
 from kiln.api.training_job import RunRecord, TrainingPhase
