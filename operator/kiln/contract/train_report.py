@@ -57,6 +57,8 @@ class TrainerSuccess(KilnModel):
     estimator: str | None = None
     params: dict[str, Any] | None = None
     report_uri: str | None = None
+    # A search's final training: every trial's report, gathered (search.json).
+    search_report_uri: str | None = None
     # The trainer shrinks a report over 4 KiB (feature dtypes dropped, lists cut); the full
     # one is at report_uri.
     truncated: bool = False
