@@ -62,6 +62,11 @@ TRIAL_SUCCEEDED = "TrialSucceeded"
 TRIAL_FAILED = "TrialFailed"
 TRIAL_CANCELLED = "Cancelled"
 SEARCH_FINISHED = "SearchFinished"
+# Trial failures no other values could avoid (the estimator, the data, the spec): every
+# trial would fail the same way, so the first one ends the run with its reason. A failure
+# of the values (InvalidParams, TrainingFailed) counts towards maxFailedTrials.
+SEARCH_FATAL_REASONS = frozenset({"InvalidEstimator", "InvalidDataset", "IntegrityError",
+                                  "InvalidSpec"})  # fmt: skip
 # Normal Events of a search (every other reason it posts is a Warning).
 NORMAL_SEARCH_REASONS = frozenset({TRIAL_STARTED, TRIAL_SUCCEEDED, SEARCH_FINISHED})
 
@@ -266,6 +271,8 @@ class _Pass:
     actions: list[SearchAction] = field(default_factory=list)
     events: list[tuple[str, str]] = field(default_factory=list)
     delays: list[timedelta] = field(default_factory=list)
+    # The first trial that failed for a reason no other values avoid.
+    fatal: TrialRecord | None = None
 
 
 def _as_run(run: RunRecord, trial: TrialRecord) -> RunRecord:
@@ -366,6 +373,8 @@ def _step_trial(
         work.events.append(
             (TRIAL_FAILED, f"trial {number} failed: {updated.reason}: {updated.message}")
         )
+        if updated.reason in SEARCH_FATAL_REASONS and work.fatal is None:
+            work.fatal = updated
     return None
 
 
@@ -456,6 +465,13 @@ def decide_search(
         if kept is not None:
             still_active.append(kept)
     state.active = still_active
+
+    if work.fatal is not None:
+        fatal = work.fatal
+        work.actions.extend(_cancel_active(state, trial_pods, now, f"trial {fatal.trial} failed"))
+        message = f"trial {fatal.trial}: {fatal.message} (every trial would fail the same way)"
+        return _fail(run, state, search, fatal.reason or TOO_MANY_FAILED_TRIALS, message, now,
+                     work.actions, work.events)  # fmt: skip
 
     if state.failed > search.max_failed_trials:
         last = state.failures[-1] if state.failures else None

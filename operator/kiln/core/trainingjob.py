@@ -277,6 +277,7 @@ def summarize(
         trained_spec_hash=plan.trained_spec_hash if plan else previous.trained_spec_hash,
         retrain_handled=plan.retrain_handled if plan else previous.retrain_handled,
         runs=runs,
+        progress=newest.progress if newest else None,
         conditions=conditions,
     )
 

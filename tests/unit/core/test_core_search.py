@@ -409,3 +409,15 @@ def test_the_search_lineage_names_strategy_space_seed_and_winner() -> None:
     assert [p["name"] for p in lineage["space"]] == ["C", "depth", "solver"]
     assert (lineage["trials"], lineage["bestTrial"], lineage["bestObjective"]) == (2, 1, 0.97)
     assert lineage["objective"]["direction"] == "maximize"
+
+
+def test_a_failure_no_other_values_avoid_ends_the_search_at_once() -> None:
+    search = spec(maxFailedTrials=3)
+    run = decide(run_record(), search).run
+    pods = {
+        0: [pod("iris-1-t0-1", 1, "Failed", failure("InvalidDataset", 5), code=5)],
+        1: [pod("iris-1-t1-1", 1, "Running")],
+    }
+    decision = decide(run, search, pods)
+    assert (decision.run.phase, decision.run.reason) == ("Failed", "InvalidDataset")
+    assert [a.name for a in decision.actions if isinstance(a, DeletePod)] == ["iris-1-t1-1"]
