@@ -11,6 +11,7 @@ apiserver, which is the final word.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 from typing import Any
 
@@ -82,6 +83,8 @@ KUBERNETES_FUNCTIONS: dict[str, Any] = {"isSorted": _is_sorted}
 _ENVIRONMENT = celpy.Environment()
 
 
+# Compiling is most of the time a validation takes; a compiled program is reusable.
+@functools.lru_cache(maxsize=1024)
 def compile_rule(rule: str) -> celpy.Runner:
     return _ENVIRONMENT.program(_ENVIRONMENT.compile(rule), functions=KUBERNETES_FUNCTIONS)
 

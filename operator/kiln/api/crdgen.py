@@ -82,6 +82,22 @@ KINDS: list[Kind] = [
             PrinterColumn("Phase", ".status.phase", description="Phase of the current run."),
             PrinterColumn("Run", ".status.run", type="integer", description="Current run."),
             PrinterColumn("Attempts", ".status.attempts", type="integer", description="Pods."),
+            PrinterColumn(
+                "Trials", ".status.progress.trials", description="Search: finished/total trials."
+            ),
+            PrinterColumn(
+                "Best",
+                ".status.progress.bestObjective",
+                type="number",
+                description="Search: best objective so far.",
+            ),
+            PrinterColumn(
+                "ETA",
+                ".status.progress.eta",
+                type="date",
+                description="Search: when the last trial should finish.",
+                priority=1,
+            ),
             PrinterColumn("Version", ".status.modelVersion", description="Produced version."),
             READY,
             AGE,

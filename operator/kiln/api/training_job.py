@@ -31,6 +31,7 @@ from kiln.api.fields import (
     Sha256,
 )
 from kiln.api.preprocessing import PreprocessingSpec
+from kiln.api.search import Progress, SearchSpec, SearchStatus
 
 DATASET_URI_RULE = r"^(s3|file|https)://.+"
 OUTPUT_URI_RULE = r"^(s3|file)://.+"
@@ -380,6 +381,10 @@ class TrainingJobSpec(KilnModel):
                 "spec.registration.fairness.sensitiveColumn must equal "
                 "spec.dataset.sensitiveColumn",
             ),
+            rule(
+                "!has(self.search) || has(self.estimator)",
+                "spec.search needs spec.estimator (a custom command does not run trials)",
+            ),
         )
     )
 
@@ -452,6 +457,11 @@ class TrainingJobSpec(KilnModel):
         default=None,
         description="Retraining triggers; without them the job runs once.",
     )
+    search: SearchSpec | None = Field(
+        default=None,
+        description="Hyperparameter search: each run tries these parameters in trial pods, "
+        "then trains the best once more on the whole training split (docs/training.md).",
+    )
 
     @model_validator(mode="after")
     def _estimator_or_command(self) -> TrainingJobSpec:
@@ -470,6 +480,17 @@ class TrainingJobSpec(KilnModel):
             raise ValueError(
                 "spec.registration.fairness.sensitiveColumn must equal spec.dataset.sensitiveColumn"
             )
+        if self.search is not None:
+            if self.estimator is None:
+                raise ValueError(
+                    "spec.search needs spec.estimator (a custom command does not run trials)"
+                )
+            for parameter in self.search.parameters:
+                if parameter.name in self.params:
+                    raise ValueError(
+                        f"spec.search.parameters[name={parameter.name}] is also set in "
+                        "spec.params: a searched parameter takes its values from the search"
+                    )
         return self
 
 
@@ -498,6 +519,12 @@ class RunRecord(KilnModel):
     )
     model_version: ModelVersionName | None = Field(
         default=None, description="The ModelVersion the run produced."
+    )
+    search: SearchStatus | None = Field(
+        default=None, description="The run's hyperparameter search (spec.search)."
+    )
+    progress: Progress | None = Field(
+        default=None, description="Trials done, running and failed, best objective, ETA."
     )
 
 
@@ -551,6 +578,9 @@ class TrainingJobStatus(KilnModel):
         default_factory=list,
         max_length=256,
         description="Recent runs, newest last, pruned by the history limits.",
+    )
+    progress: Progress | None = Field(
+        default=None, description="The newest run's search progress (spec.search)."
     )
     conditions: Conditions
 

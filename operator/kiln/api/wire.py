@@ -26,6 +26,8 @@ TRAINING_JOB_LABEL = PREFIX + "training-job"
 TRAINING_JOB_UID_LABEL = PREFIX + "training-job-uid"
 RUN_LABEL = PREFIX + "run"
 ATTEMPT_LABEL = PREFIX + "attempt"
+# A search trial's pod: its trial number (the run's final training has none).
+TRIAL_LABEL = PREFIX + "trial"
 MODEL_DEPLOYMENT_LABEL = PREFIX + "model-deployment"
 TRACK_LABEL = PREFIX + "track"
 # A label of a serving pod, and an annotation of its template and Deployment.
@@ -58,6 +60,8 @@ LINEAGE_PARAMS = LINEAGE_PREFIX + "params"  # canonical JSON, when small enough
 LINEAGE_PARAMS_HASH = LINEAGE_PREFIX + "params-hash"  # sha256:<hex> of the canonical JSON
 LINEAGE_SEED = LINEAGE_PREFIX + "seed"
 LINEAGE_PARENT_VERSION = LINEAGE_PREFIX + "parent-version"
+# The search that chose the params: strategy, space, seed, trial counts, winner (JSON).
+LINEAGE_SEARCH = LINEAGE_PREFIX + "search"
 
 # --- condition types (kstatus) and the kind-specific ones ---------------------------------
 READY = "Ready"

@@ -24,9 +24,11 @@ from kiln.api.wire import (
     RUN_LABEL,
     TRAINING_JOB_LABEL,
     TRAINING_JOB_UID_LABEL,
+    TRIAL_LABEL,
 )
 from kiln.core.lineage import params_hash
 from kiln.core.registry import label_value
+from kiln.core.search import trial_pod_name
 from kiln.core.training import pod_name
 from kiln.settings import DEFAULT_TRAINER_IMAGE
 
@@ -51,7 +53,38 @@ class TrainerDefaults:
     image_pull_policy: str = "IfNotPresent"
 
 
-def train_spec(job: TrainingJob, run: int, defaults: TrainerDefaults) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SearchPod:
+    """What a search adds to a pod: a trial's values, or the final training's best values
+    and the search that chose them."""
+
+    params: dict[str, Any]
+    # Trial mode: the trial's number (the pod is `<tj>-<run>-t<k>-<attempt>`, no model).
+    trial: int | None = None
+    # Final mode: the search, for the trainer's search.json (contract SearchSummary).
+    summary: dict[str, Any] | None = None
+
+
+def _trial_document(job: TrainingJob, number: int) -> dict[str, Any]:
+    search = job.spec.search
+    if search is None:
+        raise PodBuildError("a trial pod needs spec.search")
+    validation = search.objective.validation
+    document: dict[str, Any] = {
+        "number": number,
+        "metric": search.objective.metric,
+        "maximize": search.objective.maximize(),
+    }
+    if validation.k_folds is not None:
+        document["kFolds"] = validation.k_folds
+    else:
+        document["validationFraction"] = validation.holdout_fraction()
+    return document
+
+
+def train_spec(
+    job: TrainingJob, run: int, defaults: TrainerDefaults, search: SearchPod | None = None
+) -> dict[str, Any]:
     """The JSON document the trainer reads from KILN_TRAIN_SPEC (camelCase keys)."""
     spec = job.spec
     output_uri = spec.output.uri or defaults.output_uri
@@ -61,7 +94,7 @@ def train_spec(job: TrainingJob, run: int, defaults: TrainerDefaults) -> dict[st
         )
     document: dict[str, Any] = {
         "model": spec.model,
-        "params": spec.params,
+        "params": {**spec.params, **search.params} if search is not None else spec.params,
         "dataset": spec.dataset.to_wire(),
         "evaluation": {
             "testSize": spec.evaluation.test_size,
@@ -79,6 +112,10 @@ def train_spec(job: TrainingJob, run: int, defaults: TrainerDefaults) -> dict[st
         document["estimator"] = spec.estimator
     if spec.preprocessing is not None:
         document["preprocessing"] = spec.preprocessing.to_wire()
+    if search is not None and search.trial is not None:
+        document["trial"] = _trial_document(job, search.trial)
+    elif search is not None and search.summary is not None:
+        document["search"] = search.summary
     return document
 
 
@@ -95,10 +132,12 @@ def evaluation_metrics(spec: TrainingJobSpec) -> list[str]:
     return [fairness.metric, *(m for m in metrics if m != fairness.metric)]
 
 
-def _environment(job: TrainingJob, run: int, defaults: TrainerDefaults) -> list[dict[str, Any]]:
+def _environment(
+    job: TrainingJob, run: int, defaults: TrainerDefaults, search: SearchPod | None
+) -> list[dict[str, Any]]:
     spec = job.spec
     env: list[dict[str, Any]] = [
-        {"name": TRAIN_SPEC_ENV, "value": json.dumps(train_spec(job, run, defaults))},
+        {"name": TRAIN_SPEC_ENV, "value": json.dumps(train_spec(job, run, defaults, search))},
         {"name": "HOME", "value": "/tmp"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         # Credentials come from a Secret: boto3 must never probe the metadata address.
@@ -134,8 +173,10 @@ def training_pod(
     attempt: int,
     defaults: TrainerDefaults,
     active_deadline_seconds: int | None = None,
+    search: SearchPod | None = None,
 ) -> dict[str, Any]:
-    """The Pod for one attempt of one run. Deterministic: same inputs, same manifest."""
+    """The Pod for one attempt of one run (or of one search trial, `search.trial`).
+    Deterministic: same inputs, same manifest."""
     name = job.metadata.name
     uid = job.metadata.uid
     if not name or not uid:
@@ -154,12 +195,17 @@ def training_pod(
         PART_OF_LABEL: PART_OF,
         "app.kubernetes.io/managed-by": "kiln",
     }
+    trial = search.trial if search is not None else None
+    if trial is not None:
+        labels[TRIAL_LABEL] = str(trial)
+        labels["app.kubernetes.io/component"] = "trial"
+    params = {**spec.params, **search.params} if search is not None else spec.params
     container: dict[str, Any] = {
         "name": TRAINER_CONTAINER,
         "image": spec.image or defaults.image,
         "imagePullPolicy": defaults.image_pull_policy,
         "command": list(spec.command) if spec.command else list(TRAINER_COMMAND),
-        "env": _environment(job, run, defaults),
+        "env": _environment(job, run, defaults, search),
         "resources": _resources(spec),
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -201,10 +247,14 @@ def training_pod(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": pod_name(name, run, attempt),
+            "name": (
+                pod_name(name, run, attempt)
+                if trial is None
+                else trial_pod_name(name, run, trial, attempt)
+            ),
             "namespace": job.metadata.namespace or "default",
             "labels": labels,
-            "annotations": {PARAMS_HASH_ANNOTATION: params_hash(spec.params)},
+            "annotations": {PARAMS_HASH_ANNOTATION: params_hash(params)},
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,

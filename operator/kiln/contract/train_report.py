@@ -58,6 +58,8 @@ class TrainerSuccess(KilnModel):
     estimator: str | None = None
     params: dict[str, Any] | None = None
     report_uri: str | None = None
+    # A search's final training: every trial's report, gathered (search.json).
+    search_report_uri: str | None = None
     # The trainer shrinks a report over 4 KiB (feature dtypes dropped, lists cut); the full
     # one is at report_uri.
     truncated: bool = False
@@ -72,6 +74,25 @@ class TrainerSuccess(KilnModel):
         return value
 
 
+class TrialSuccess(KilnModel):
+    """The termination message of a successful trial of a search (kiln.trainer.trial).
+
+    A trial fits on part of the training split and scores the objective on the rest (or by
+    k-fold cross-validation); it produces no artifact and never sees the test split.
+    """
+
+    ok: Literal[True]
+    trial: int = Field(ge=0)
+    objective: float
+    metric: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    folds: list[float] = Field(default_factory=list)
+    params: dict[str, Any] | None = None
+    dataset: DatasetDigest | None = None
+    report_uri: str | None = None
+    truncated: bool = False
+
+
 class TrainerFailure(KilnModel):
     """The termination message of a run that knows why it failed."""
 
@@ -82,7 +103,9 @@ class TrainerFailure(KilnModel):
     retryable: bool = True
 
 
-def parse_termination_message(text: str | None) -> TrainerSuccess | TrainerFailure | None:
+def parse_termination_message(
+    text: str | None,
+) -> TrainerSuccess | TrialSuccess | TrainerFailure | None:
     """The trainer's report, or None when the message is absent or not a report.
 
     With `terminationMessagePolicy: FallbackToLogsOnError` a crashed trainer leaves the
@@ -97,6 +120,8 @@ def parse_termination_message(text: str | None) -> TrainerSuccess | TrainerFailu
     if not isinstance(document, dict):
         return None
     try:
+        if document.get("ok") is True and "trial" in document:
+            return TrialSuccess.model_validate(document)
         if document.get("ok") is True:
             return TrainerSuccess.model_validate(document)
         if document.get("ok") is False:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from kiln.api import metrics
@@ -68,6 +68,36 @@ class RunIdentity(_Model):
     number: int = Field(ge=1, description="Run number of the TrainingJob, 1-based.")
 
 
+class TrialSpec(_Model):
+    """Trial mode: score these params on the training split only, produce no model."""
+
+    number: int = Field(ge=0, description="Trial number within the run's search.")
+    metric: MetricName = Field(description="The objective.")
+    maximize: bool = Field(description="Whether a larger objective is better.")
+    k_folds: int | None = Field(default=None, ge=2, le=20, description="k-fold CV.")
+    validation_fraction: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="Held-out share of the training split."
+    )
+
+    @model_validator(mode="after")
+    def _one_method(self) -> TrialSpec:
+        if (self.k_folds is None) == (self.validation_fraction is None):
+            raise ValueError("trial: set exactly one of kFolds or validationFraction")
+        return self
+
+
+class SearchSummary(_Model):
+    """Final mode: the search that chose the params (its trials' reports are gathered)."""
+
+    strategy: str
+    seed: int
+    trials: int = Field(ge=0, description="Trials of the search: reports trial-0 … trial-N-1.")
+    best_trial: int = Field(ge=0)
+    metric: MetricName
+    maximize: bool
+    best_objective: float
+
+
 class TrainSpec(_Model):
     model: str = Field(min_length=1, description="Registry name of the model.")
     estimator: str = Field(description="Dotted path, e.g. sklearn.ensemble.RandomForestClassifier.")
@@ -79,6 +109,19 @@ class TrainSpec(_Model):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     output: OutputSpec
     run: RunIdentity
+    # A search's trial (no model), or the final training of its best params.
+    trial: TrialSpec | None = None
+    search: SearchSummary | None = None
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> TrainSpec:
+        if self.trial is not None and self.search is not None:
+            raise ValueError("a spec is a trial or a search's final training, not both")
+        return self
+
+    def trial_report_uri(self, number: int) -> str:
+        """Where trial `number` of this run's search leaves its report."""
+        return join_uri(self.artifact_prefix(), "trials", f"trial-{number}.json")
 
     def artifact_prefix(self) -> str:
         """``<output>/<namespace>/<trainingjob>/run-<N>`` without a trailing slash."""

@@ -46,6 +46,8 @@ class Lineage:
     params_hash: str
     seed: int
     parent_version: str | None = None
+    # The hyperparameter search that chose the params (`core.search.search_lineage`).
+    search: dict[str, Any] | None = None
 
 
 def lineage_of_run(
@@ -54,6 +56,7 @@ def lineage_of_run(
     result: TrainerSuccess,
     trainer_image: str,
     parent_version: str | None,
+    search: dict[str, Any] | None = None,
 ) -> Lineage:
     """The lineage of a run's ModelVersion: the trainer's report where it says what it
     used (it resolves the estimator and params it actually fitted), the spec otherwise."""
@@ -71,6 +74,7 @@ def lineage_of_run(
         params_hash=params_hash(params),
         seed=job.spec.evaluation.seed,
         parent_version=parent_version,
+        search=search,
     )
 
 
@@ -93,6 +97,11 @@ def lineage_annotations(lineage: Lineage) -> dict[str, str]:
             annotations[wire.LINEAGE_PARAMS] = text
     if lineage.parent_version:
         annotations[wire.LINEAGE_PARENT_VERSION] = lineage.parent_version
+    if lineage.search is not None:
+        search = dict(lineage.search)
+        if len(canonical_json(search)) > MAX_PARAMS_ANNOTATION:
+            search.pop("space", None)  # the TrainingJob at that generation holds it
+        annotations[wire.LINEAGE_SEARCH] = canonical_json(search)
     return annotations
 
 
@@ -101,6 +110,7 @@ def parse_lineage(annotations: dict[str, str]) -> Lineage:
     namespace, _, name = annotations[wire.LINEAGE_TRAINING_JOB].partition("/")
     dataset_uri, _, digest = annotations[wire.LINEAGE_DATASET].rpartition("@")
     params_text = annotations.get(wire.LINEAGE_PARAMS)
+    search_text = annotations.get(wire.LINEAGE_SEARCH)
     return Lineage(
         namespace=namespace,
         training_job=name,
@@ -114,4 +124,5 @@ def parse_lineage(annotations: dict[str, str]) -> Lineage:
         params_hash=annotations[wire.LINEAGE_PARAMS_HASH],
         seed=int(annotations[wire.LINEAGE_SEED]),
         parent_version=annotations.get(wire.LINEAGE_PARENT_VERSION),
+        search=json.loads(search_text) if search_text is not None else None,
     )

@@ -13,6 +13,7 @@ Everything here is pure: the adapter lists the run's pods, turns each into a
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from kiln.contract.train_report import (
     Reason,
     TrainerFailure,
     TrainerSuccess,
+    TrialSuccess,
     parse_termination_message,
 )
 
@@ -99,7 +101,7 @@ class AttemptOutcome:
     reason: str = ""
     message: str = ""
     retryable: bool = False
-    result: TrainerSuccess | None = None
+    result: TrainerSuccess | TrialSuccess | None = None
 
 
 def attempt_outcome(pod: PodObservation) -> AttemptOutcome:
@@ -114,7 +116,7 @@ def attempt_outcome(pod: PodObservation) -> AttemptOutcome:
         return AttemptOutcome("Running")
     report = parse_termination_message(pod.terminated.message if pod.terminated else None)
     if pod.phase == "Succeeded":
-        if isinstance(report, TrainerSuccess):
+        if isinstance(report, (TrainerSuccess, TrialSuccess)):
             return AttemptOutcome("Succeeded", SUCCEEDED, "training finished", result=report)
         return AttemptOutcome(
             "Failed",
@@ -126,7 +128,7 @@ def attempt_outcome(pod: PodObservation) -> AttemptOutcome:
 
 
 def _failed_outcome(
-    pod: PodObservation, report: TrainerSuccess | TrainerFailure | None
+    pod: PodObservation, report: TrainerSuccess | TrialSuccess | TrainerFailure | None
 ) -> AttemptOutcome:
     if pod.reason == DEADLINE_EXCEEDED:
         return AttemptOutcome(
@@ -215,7 +217,14 @@ class RegisterModel:
     result: TrainerSuccess
 
 
-Action = CreatePod | DeletePod | RegisterModel
+@dataclass(frozen=True)
+class TrialFinished:
+    """A search trial's pod reported its objective (`kiln.core.search` records it)."""
+
+    result: TrialSuccess
+
+
+Action = CreatePod | DeletePod | RegisterModel | TrialFinished
 
 
 @dataclass(frozen=True)
@@ -236,13 +245,25 @@ def decide_run(
     pods: list[PodObservation],
     policy: RetryPolicy,
     now: datetime,
+    *,
+    pod_names: Callable[[int], str] | None = None,
+    trial: bool = False,
 ) -> RunDecision:
     """The next step of one run, given every pod of that run the adapter could see.
 
     Idempotent: called again with the same inputs it returns the same decision, and a pod
     that exists although the status does not record it (the operator died between the
     create and the status write) is adopted instead of created twice.
+
+    A search trial is stepped the same way (`kiln.core.search`): `pod_names` names its
+    attempts' pods and `trial` says its pod reports a trial's result, not a model.
     """
+
+    def name_of(attempt: int) -> str:
+        if pod_names is not None:
+            return pod_names(attempt)
+        return pod_name(training_job, run.run, attempt)
+
     if run.phase in TERMINAL_PHASES:
         return RunDecision(run)
     start = run.start_time or now
@@ -267,10 +288,10 @@ def decide_run(
         )
 
     if latest_attempt == 0:
-        return _create_attempt(training_job, run, 1, run_deadline, now)
+        return _create_attempt(name_of(1), run, 1, run_deadline, now)
 
     observed = current or PodObservation(
-        name=run.pod or pod_name(training_job, run.run, latest_attempt),
+        name=run.pod or name_of(latest_attempt),
         attempt=latest_attempt,
         phase="Unknown",
         deleted=True,
@@ -286,13 +307,23 @@ def decide_run(
             event=event,
         )
     if outcome.state == "Succeeded" and outcome.result is not None:
+        result = outcome.result
+        action: Action
+        if trial and isinstance(result, TrialSuccess):
+            action = TrialFinished(result)
+        elif not trial and isinstance(result, TrainerSuccess):
+            action = RegisterModel(result)
+        else:
+            expected = "a trial's result" if trial else "a trained model"
+            message = f"pod {observed.name} succeeded without reporting {expected}"
+            return _finish(run, "Failed", INVALID_RESULT, message, now, [])
         finished = _finish(run, "Succeeded", SUCCEEDED, "training finished", now, [])
-        return RunDecision(finished.run, [RegisterModel(outcome.result)], event=finished.event)
-    return _after_failure(training_job, run, outcome, policy, run_deadline, now)
+        return RunDecision(finished.run, [action], event=finished.event)
+    return _after_failure(name_of, run, outcome, policy, run_deadline, now)
 
 
 def _after_failure(
-    training_job: str,
+    name_of: Callable[[int], str],
     run: RunRecord,
     outcome: AttemptOutcome,
     policy: RetryPolicy,
@@ -330,17 +361,17 @@ def _after_failure(
         if until_deadline is not None:
             wait = min(wait, until_deadline)
         return RunDecision(run, requeue_after=wait)
-    return _create_attempt(training_job, run, run.attempts + 1, run_deadline, now)
+    attempt = run.attempts + 1
+    return _create_attempt(name_of(attempt), run, attempt, run_deadline, now)
 
 
 def _create_attempt(
-    training_job: str,
+    name: str,
     run: RunRecord,
     attempt: int,
     run_deadline: datetime | None,
     now: datetime,
 ) -> RunDecision:
-    name = pod_name(training_job, run.run, attempt)
     remaining = None
     if run_deadline is not None:
         remaining = max(int((run_deadline - now).total_seconds()), 1)

@@ -280,6 +280,7 @@ def summarize(
         trained_spec_hash=plan.trained_spec_hash if plan else previous.trained_spec_hash,
         retrain_handled=plan.retrain_handled if plan else previous.retrain_handled,
         runs=runs,
+        progress=newest.progress if newest else None,
         conditions=conditions,
     )
 
@@ -322,11 +323,17 @@ def next_look(
     return None if delay is None else delay + REQUEUE_MARGIN_SECONDS
 
 
-def needs_pods(runs: Sequence[RunRecord]) -> bool:
+def needs_pods(job: TrainingJob) -> bool:
     """Whether a pass must list the job's pods: an active run has had an attempt (whose pod
-    is observed), or older runs may have pods to prune. A first pass (at most one run and
-    no attempt yet) has none to see, and spares the apiserver the LIST."""
-    return any(r.attempts > 0 for r in active_runs(runs)) or len(runs) > 1
+    is observed) or is searching (its trial pods are), older runs may have pods to prune,
+    or the job searches. A first pass of a plain job (at most one run and no attempt yet)
+    has none to see, and spares the apiserver the LIST."""
+    runs = job.status.runs
+    return (
+        any(r.attempts > 0 or r.search is not None for r in active_runs(runs))
+        or len(runs) > 1
+        or job.spec.search is not None
+    )
 
 
 def poll_delay(job: TrainingJob, next_poll_in: float | None) -> timedelta | None:

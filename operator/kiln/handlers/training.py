@@ -32,8 +32,10 @@ from kiln.api.wire import (
     INVALID_SPEC,
     RUN_LABEL,
     TRAINING_JOB_UID_LABEL,
+    TRIAL_LABEL,
 )
-from kiln.builders.training_pod import PodBuildError, TrainerDefaults, training_pod
+from kiln.builders.training_pod import PodBuildError, SearchPod, TrainerDefaults, training_pod
+from kiln.core import search as hp
 from kiln.core import trainingjob as tj
 from kiln.core.schedule import ACTIVE_PHASES
 from kiln.core.training import (
@@ -146,7 +148,7 @@ class TrainingController(Controller):
 
         runs: dict[int, RunRecord] = {r.run: r for r in job.status.runs}
         active = [r for r in runs.values() if r.phase in ACTIVE_PHASES]
-        pods = await self._pods(job) if tj.needs_pods(list(runs.values())) else []
+        pods = await self._pods(job) if tj.needs_pods(job) else []
         policy = RetryPolicy(job.spec.backoff_limit, job.spec.active_deadline_seconds)
         events: list[tuple[str, str]] = []
         delays: list[timedelta | None] = []
@@ -154,11 +156,15 @@ class TrainingController(Controller):
 
         async def advance(run: RunRecord) -> None:
             nonlocal new_metrics
-            observations = [
-                observe_pod(p)
+            of_run = [
+                p
                 for p in pods
                 if (p["metadata"].get("labels") or {}).get(RUN_LABEL) == str(run.run)
             ]
+            if job.spec.search is not None and (run.search is not None or run.attempts == 0):
+                await advance_search(run, of_run)
+                return
+            observations = [observe_pod(p) for p in of_run]
             decision = decide_run(job.metadata.name or "", run, observations, policy, now)
             updated = decision.run
             try:
@@ -172,6 +178,37 @@ class TrainingController(Controller):
             delays.append(decision.requeue_after)
             if decision.event is not None:
                 events.append(tj.run_event(updated, *decision.event))
+            if updated.phase not in ACTIVE_PHASES:
+                self._count_finished(updated)
+
+        async def advance_search(run: RunRecord, of_run: list[dict[str, Any]]) -> None:
+            """A run with spec.search: trial pods, then the best trained (`core.search`)."""
+            nonlocal new_metrics
+            search = job.spec.search
+            assert search is not None
+            trial_pods: dict[int, list[PodObservation]] = {}
+            run_pods: list[PodObservation] = []
+            for pod in of_run:
+                trial = (pod["metadata"].get("labels") or {}).get(TRIAL_LABEL)
+                if trial is not None and trial.isdigit():
+                    trial_pods.setdefault(int(trial), []).append(observe_pod(pod))
+                elif trial is None:
+                    run_pods.append(observe_pod(pod))
+            seed = search.effective_seed(job.spec.evaluation.seed)
+            decision = hp.decide_search(
+                job.metadata.name or "", run, search, seed, trial_pods, run_pods, policy, now
+            )
+            updated = decision.run
+            try:
+                for action in decision.actions:
+                    updated, produced = await self._apply(job, updated, action, now)
+                    if produced is not None:
+                        new_metrics = produced
+            except PodBuildError as e:
+                raise Stalled(INVALID_SPEC, str(e), resync=None) from e
+            runs[run.run] = updated
+            delays.append(decision.requeue_after)
+            events.extend(tj.run_event(updated, *event) for event in decision.events)
             if updated.phase not in ACTIVE_PHASES:
                 self._count_finished(updated)
 
@@ -216,7 +253,8 @@ class TrainingController(Controller):
         if status != job.status and not await self.write_status(key, raw, status):
             return 0.0
         for reason, message in events:
-            self.post_event(raw, reason, message, warning=tj.is_warning(reason))
+            warning = tj.is_warning(reason) and not hp.is_normal_search_reason(reason)
+            self.post_event(raw, reason, message, warning=warning)
         telemetry.QUEUE_DEPTH.set(len(self.queue))
         return tj.next_look([*delays, self._poll_delay(key, job)], plan.next_check, now)
 
@@ -226,9 +264,14 @@ class TrainingController(Controller):
         self, job: TrainingJob, run: RunRecord, action: Any, now: datetime
     ) -> tuple[RunRecord, dict[str, float] | None]:
         namespace = job.metadata.namespace or "default"
-        if isinstance(action, CreatePod):
+        if isinstance(action, (CreatePod, hp.CreateTrialPod)):
             manifest = training_pod(
-                job, run.run, action.attempt, self.defaults, action.active_deadline_seconds
+                job,
+                run.run,
+                action.attempt,
+                self.defaults,
+                action.active_deadline_seconds,
+                search=self._search_pod(job, run, action),
             )
             # Before the POST: the watch may show the pod before the POST's answer arrives.
             self._created_pods.add((namespace, action.name))
@@ -246,13 +289,51 @@ class TrainingController(Controller):
             return run, None
         if isinstance(action, RegisterModel):
             image = job.spec.image or self.defaults.image
-            registered = await register_run(self.client, job, run.run, action.result, image, now)
+            lineage = self._search_lineage(job, run, action.result.search_report_uri)
+            registered = await register_run(
+                self.client, job, run.run, action.result, image, now, search=lineage
+            )
             if registered.created:
                 telemetry.REGISTERED.labels(registered.approval.state).inc()
             return run.model_copy(update={"model_version": registered.name}), dict(
                 action.result.metrics
             )
         raise TypeError(f"unknown action {action!r}")
+
+    @staticmethod
+    def _search_pod(
+        job: TrainingJob, run: RunRecord, action: CreatePod | hp.CreateTrialPod
+    ) -> SearchPod | None:
+        """A trial's values, or the best trial's with its search for the final training."""
+        if isinstance(action, hp.CreateTrialPod):
+            return SearchPod(params=action.params, trial=action.trial)
+        best = hp.best_params(run)
+        search = job.spec.search
+        if best is None or search is None or run.search is None:
+            return None
+        state = run.search
+        return SearchPod(
+            params=best,
+            summary={
+                "strategy": search.strategy,
+                "seed": search.effective_seed(job.spec.evaluation.seed),
+                "trials": state.total,
+                "bestTrial": state.best[0].trial,
+                "metric": search.objective.metric,
+                "maximize": search.objective.maximize(),
+                "bestObjective": state.best[0].objective,
+            },
+        )
+
+    @staticmethod
+    def _search_lineage(
+        job: TrainingJob, run: RunRecord, report_uri: str | None
+    ) -> dict[str, Any] | None:
+        search = job.spec.search
+        if search is None or run.search is None:
+            return None
+        seed = search.effective_seed(job.spec.evaluation.seed)
+        return hp.search_lineage(search, seed, run.search, report_uri)
 
     async def _pods(self, job: TrainingJob) -> list[dict[str, Any]]:
         return await self.client.list(

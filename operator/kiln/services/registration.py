@@ -68,6 +68,7 @@ async def register_run(
     result: TrainerSuccess,
     trainer_image: str,
     now: datetime,
+    search: dict[str, Any] | None = None,
 ) -> Registered:
     """The ModelVersion of this run: found if it exists, else created with its approval."""
     namespace = job.metadata.namespace or "default"
@@ -86,7 +87,7 @@ async def register_run(
         number = next_version(model, names)
         parent = latest_approved(versions, model)
         lineage = lineage_of_run(
-            job, run, result, trainer_image, parent.metadata.name if parent else None
+            job, run, result, trainer_image, parent.metadata.name if parent else None, search
         )
         manifest = model_version_manifest(
             model=model, version=number, namespace=namespace, result=result, lineage=lineage

@@ -22,6 +22,7 @@ from kiln.trainer.errors import Reason, TrainingError
 from kiln.trainer.logs import EventLog
 from kiln.trainer.report import bounded, failure_report
 from kiln.trainer.run import train
+from kiln.trainer.trial import run_trial
 
 SPEC_ENV = "KILN_TRAIN_SPEC"
 TERMINATION_LOG_ENV = "KILN_TERMINATION_LOG"
@@ -49,7 +50,8 @@ def run_trainer(env: Mapping[str, str], log: EventLog, store: ObjectStore | None
     try:
         spec = parse_spec(env)
         log.emit("start", model=spec.model, estimator=spec.estimator, run=spec.run.number)
-        report = train(spec, store or ObjectStore(env=env), log)
+        objects = store or ObjectStore(env=env)
+        report = run_trial(spec, objects, log) if spec.trial else train(spec, objects, log)
     except TrainingError as exc:
         reason = exc.reason
         report = failure_report(exc.reason, exc.message)

@@ -36,6 +36,7 @@ from kiln.trainer.versions import library_versions
 
 MODEL_FILE = "model.skops"
 REPORT_FILE = "report.json"
+SEARCH_REPORT_FILE = "search.json"
 
 
 class PhaseTimer:
@@ -91,7 +92,7 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
         )
         for warning in plan.warnings:
             log.emit("preparation.warning", level="warning", message=warning)
-        prepared_data, duplicates = _prepared_table(data, plan, spec)
+        prepared_data, duplicates = prepared_table(data, plan, spec)
         split = split_dataset(
             prepared_data, spec.evaluation.test_size, seed, prepared.is_classifier
         )
@@ -171,6 +172,8 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
                 json.dumps(full, indent=2, sort_keys=True).encode(),
                 content_type="application/json",
             )
+            if spec.search is not None:
+                report["searchReportUri"] = upload_search_report(spec, store, prefix)
         except StoreError as exc:
             raise TrainingError(Reason.UPLOAD_FAILED, f"cannot upload the model: {exc}") from exc
     log.emit("artifact.uploaded", uri=put.uri, sha256=put.sha256, sizeBytes=put.size)
@@ -179,7 +182,25 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
     return report
 
 
-def _prepared_table(
+def upload_search_report(spec: TrainSpec, store: ObjectStore, prefix: str) -> str:
+    """`search.json`: the search that chose these params, with every trial's report."""
+    from kiln.trainer.trial import gather_trials
+
+    assert spec.search is not None
+    document = {
+        "search": spec.search.model_dump(by_alias=True, mode="json"),
+        "finalParams": spec.params,
+        "trials": gather_trials(spec, store),
+    }
+    put = store.put(
+        join_uri(prefix, SEARCH_REPORT_FILE),
+        json.dumps(document, indent=2, sort_keys=True).encode(),
+        content_type="application/json",
+    )
+    return put.uri
+
+
+def prepared_table(
     data: LoadedDataset, plan: PreparationPlan, spec: TrainSpec
 ) -> tuple[LoadedDataset, int]:
     """The table with its features in canonical form (and exact duplicates dropped)."""

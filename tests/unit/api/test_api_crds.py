@@ -68,8 +68,15 @@ def test_free_form_only_where_intended() -> None:
         for path, node in _schemas(crdgen.openapi_schema(kind.model))
         if node.get("x-kubernetes-preserve-unknown-fields")
     }
+    # Estimator params and the values a search tries are any JSON the estimator takes.
+    trial_params = {
+        ("TrainingJob", f".status.runs[items].search.{kept}[items].params")
+        for kept in ("active", "best", "failures")
+    }
     assert free_form == {
         ("TrainingJob", ".spec.params"),
+        ("TrainingJob", ".spec.search.parameters[items].values[items]"),
+        *trial_params,
         ("ModelVersion", ".spec.inputSchema.classes[items]"),
     }
 

@@ -225,3 +225,42 @@ def test_a_job_without_uid_cannot_own_a_pod() -> None:
     unsaved.metadata.uid = None
     with pytest.raises(tp.PodBuildError):
         tp.training_pod(unsaved, 1, 1, DEFAULTS)
+
+
+SEARCH = {
+    "maxTrials": 4,
+    "objective": {"metric": "accuracy", "validation": {"kFolds": 3}},
+    "parameters": [{"name": "C", "values": [0.1, 1.0]}],
+}
+
+
+def test_a_trial_pod_is_a_run_pod_with_the_trials_values_name_and_label() -> None:
+    searching = job(search=SEARCH)
+    run_pod = tp.training_pod(searching, 2, 1, DEFAULTS)
+    trial = tp.SearchPod(params={"C": 0.1}, trial=3)
+    pod = tp.training_pod(searching, 2, 1, DEFAULTS, 120, search=trial)
+    assert pod["metadata"]["name"] == "iris-train-2-t3-1"
+    assert pod["metadata"]["labels"]["kiln.dev/trial"] == "3"
+    assert pod["metadata"]["labels"]["kiln.dev/run"] == "2"
+    assert pod["metadata"]["ownerReferences"] == run_pod["metadata"]["ownerReferences"]
+    assert pod["spec"]["securityContext"] == run_pod["spec"]["securityContext"]
+    assert container(pod)["securityContext"] == container(run_pod)["securityContext"]
+    assert container(pod)["resources"] == container(run_pod)["resources"]
+    assert pod["spec"]["activeDeadlineSeconds"] == 120
+    parsed = TrainSpec.model_validate(train_spec_of(pod))
+    assert parsed.trial is not None and parsed.search is None
+    assert (parsed.trial.number, parsed.trial.k_folds, parsed.trial.maximize) == (3, 3, True)
+    assert parsed.params["C"] == 0.1
+    assert {k: v for k, v in parsed.params.items() if k != "C"} == dict(searching.spec.params)
+
+
+def test_the_final_pod_trains_the_best_values_and_names_the_search() -> None:
+    summary = {"strategy": "random", "seed": 7, "trials": 4, "bestTrial": 1,
+               "metric": "accuracy", "maximize": True, "bestObjective": 0.97}  # fmt: skip
+    final = tp.SearchPod(params={"C": 1.0}, summary=summary)
+    pod = tp.training_pod(job(search=SEARCH), 2, 1, DEFAULTS, search=final)
+    assert pod["metadata"]["name"] == "iris-train-2-1"
+    assert "kiln.dev/trial" not in pod["metadata"]["labels"]
+    parsed = TrainSpec.model_validate(train_spec_of(pod))
+    assert parsed.trial is None and parsed.search is not None
+    assert parsed.search.best_trial == 1 and parsed.params["C"] == 1.0

@@ -305,14 +305,16 @@ def test_run_events_name_the_run_and_the_registered_version() -> None:
 
 
 def test_pods_are_listed_once_a_run_has_had_an_attempt_or_older_runs_may_have_pods() -> None:
-    def record(number: int, phase: str, attempts: int) -> RunRecord:
-        return RunRecord.model_validate({"run": number, "phase": phase, "attempts": attempts})
+    def runs(*records: tuple[int, str, int]) -> TrainingJob:
+        return job({"runs": [{"run": n, "phase": p, "attempts": a} for n, p, a in records]})
 
-    assert not t.needs_pods([])
-    assert not t.needs_pods([record(1, "Pending", 0)])  # the first run, not started yet
-    assert t.needs_pods([record(1, "Running", 1)])
-    assert not t.needs_pods([record(1, "Succeeded", 1)])  # nothing active, nothing to prune
-    assert t.needs_pods([record(1, "Succeeded", 1), record(2, "Pending", 0)])
+    assert not t.needs_pods(job())
+    assert not t.needs_pods(runs((1, "Pending", 0)))  # the first run, not started yet
+    assert t.needs_pods(runs((1, "Running", 1)))
+    assert not t.needs_pods(runs((1, "Succeeded", 1)))  # nothing active, nothing to prune
+    assert t.needs_pods(runs((1, "Succeeded", 1), (2, "Pending", 0)))
+    searching = job({"runs": [{"run": 1, "phase": "Running", "attempts": 0, "search": {}}]})
+    assert t.needs_pods(searching)  # its trial pods are observed before the run's own
 
 
 def test_the_next_dataset_probe_is_waited_for_only_with_a_dataset_change_trigger() -> None:

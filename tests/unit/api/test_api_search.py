@@ -1,0 +1,150 @@
+"""spec.search: what the CRD's rules and the models accept, and that they agree."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from tests.support.builders import TrainingJobBuilder
+from tests.support.crd_validation import validate
+
+from kiln.api import crdgen
+from kiln.api.search import SearchSpec
+from kiln.api.training_job import TrainingJob
+
+pytestmark = pytest.mark.unit
+
+CRD = next(crdgen.crd(k) for k in crdgen.KINDS if k.kind == "TrainingJob")
+
+
+def job(search: dict[str, Any], **params: Any) -> dict[str, Any]:
+    return TrainingJobBuilder("iris").params(**params).spec(search=search).obj()
+
+
+def grid(*parameters: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {
+        "strategy": "grid",
+        "objective": {"metric": "accuracy"},
+        "parameters": list(parameters),
+        **fields,
+    }
+
+
+def values(name: str, n: int) -> dict[str, Any]:
+    return {"name": name, "values": list(range(n))}
+
+
+def int_range(name: str, low: int, high: int) -> dict[str, Any]:
+    return {"name": name, "range": {"min": low, "max": high, "type": "int"}}
+
+
+def test_a_grid_whose_size_equals_max_trials_is_admitted_and_one_more_is_not() -> None:
+    # 3 values x 4 integers x 2 float points = 24
+    parameters = (
+        values("a", 3),
+        int_range("b", 1, 4),
+        {"name": "c", "range": {"min": 0.1, "max": 1, "gridPoints": 2, "scale": "log"}},
+    )
+    exact = job(grid(*parameters, maxTrials=24))
+    assert validate(exact, CRD) == []
+    assert TrainingJob.model_validate(exact).spec.search.grid_size() == 24  # type: ignore[union-attr]
+    over = job(grid(*parameters, maxTrials=25))
+    assert any("exceeds the number of points" in e for e in validate(over, CRD))
+    with pytest.raises(ValidationError, match="exceeds the number of points in the grid"):
+        TrainingJob.model_validate(over)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        # 1001^8 overflows an int64: CEL compares the size clamped, half by half.
+        [1001, 1001, 1001, 1001, 1001, 1001, 1001, 1001],
+        [2, 2, 2, 2, 2, 2, 2, 2],
+        [1001, 2],
+        [7],
+        [999, 2, 3],
+    ],
+)
+def test_cel_and_the_model_agree_on_the_grid_size_without_overflow(sizes: list[int]) -> None:
+    parameters = [int_range(f"p{i}", 1, n) for i, n in enumerate(sizes)]
+    size = 1
+    for n in sizes:
+        size *= n
+    for max_trials in (2, 999, 1000):
+        document = job(grid(*parameters, maxTrials=max_trials))
+        admitted = validate(document, CRD) == []
+        assert admitted == (max_trials <= size), (sizes, max_trials)
+
+
+def test_a_large_grid_needs_max_trials() -> None:
+    parameters = [int_range("a", 1, 100), int_range("b", 1, 100)]
+    errors = validate(job(grid(*parameters)), CRD)
+    assert any("maxTrials is required for a grid of more than 1000" in e for e in errors)
+    assert validate(job(grid(*parameters, maxTrials=50)), CRD) == []
+
+
+def test_a_grid_without_max_trials_runs_every_point() -> None:
+    spec = SearchSpec.model_validate(grid(values("a", 3), int_range("b", 0, 1)))
+    assert spec.total_trials() == 6
+    random = SearchSpec.model_validate(
+        {"maxTrials": 5, "objective": {"metric": "rmse"}, "parameters": [values("a", 2)]}
+    )
+    assert random.strategy == "random" and random.total_trials() == 5
+
+
+def test_the_direction_defaults_from_the_metric_and_may_be_stated() -> None:
+    minimized = {"metric": "rmse", "direction": "minimize"}
+    spec = SearchSpec.model_validate(
+        {"maxTrials": 2, "objective": minimized, "parameters": [values("alpha", 2)]}
+    )
+    assert not spec.objective.maximize()
+    document = job({"maxTrials": 2, "objective": minimized, "parameters": [values("alpha", 2)]})
+    assert validate(document, CRD) == []
+    wrong = copy.deepcopy(document)
+    wrong["spec"]["search"]["objective"]["direction"] = "maximize"
+    assert any("direction contradicts" in e for e in validate(wrong, CRD))
+
+
+def test_a_searched_parameter_also_in_params_is_refused_by_the_model() -> None:
+    document = job(
+        {"maxTrials": 2, "objective": {"metric": "accuracy"}, "parameters": [values("C", 2)]},
+        C=1.0,
+    )
+    with pytest.raises(ValidationError, match=r"spec.search.parameters\[name=C\] is also set"):
+        TrainingJob.model_validate(document)
+
+
+def test_duplicate_values_and_names_are_refused_by_the_model() -> None:
+    base = {"maxTrials": 2, "objective": {"metric": "accuracy"}}
+    with pytest.raises(ValidationError, match="duplicates"):
+        SearchSpec.model_validate({**base, "parameters": [{"name": "a", "values": [1, 1]}]})
+    with pytest.raises(ValidationError, match="listed twice"):
+        SearchSpec.model_validate({**base, "parameters": [values("a", 2), values("a", 3)]})
+
+
+def test_validation_defaults_to_a_fifth_of_the_training_split() -> None:
+    spec = SearchSpec.model_validate(
+        {"maxTrials": 2, "objective": {"metric": "accuracy"}, "parameters": [values("a", 2)]}
+    )
+    assert spec.objective.validation.holdout_fraction() == 0.2
+    assert spec.parallelism == 1 and spec.max_failed_trials == 0
+    assert spec.effective_seed(7) == 7
+
+
+@pytest.mark.parametrize(("low", "high"), list(itertools.product([-3.0, 0.5, 2.0], repeat=2)))
+def test_range_rules_match_between_cel_and_model(low: float, high: float) -> None:
+    for scale in ("linear", "log"):
+        parameter = {"name": "a", "range": {"min": low, "max": high, "scale": scale}}
+        document = job({"maxTrials": 2, "objective": {"metric": "accuracy"},
+                        "parameters": [parameter]})  # fmt: skip
+        admitted = validate(document, CRD) == []
+        try:
+            TrainingJob.model_validate(document)
+            parsed = True
+        except ValidationError:
+            parsed = False
+        assert admitted == parsed, (low, high, scale)
+        assert admitted == (low < high and (scale == "linear" or low > 0))
