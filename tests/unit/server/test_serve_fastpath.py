@@ -200,6 +200,13 @@ def test_a_forest_fitted_without_gaps_matches_its_own_on_missing_values() -> Non
     np.testing.assert_array_equal(fast.predict_proba(rows), model.predict_proba(rows))
 
 
+def test_forests_walk_their_trees_directly_on_the_installed_scikit_learn() -> None:
+    # The equality tests above then pin the direct walk, not the per-tree predict_proba.
+    from kiln.server.fastpath import _tree_proba_is_its_leaf_values
+
+    assert _tree_proba_is_its_leaf_values()
+
+
 def test_a_forest_with_parallel_jobs_keeps_its_own_predict() -> None:
     x, y = training_data(200, 2, seed=1)
     model = RandomForestClassifier(n_estimators=5, n_jobs=2, random_state=0).fit(x, y)
