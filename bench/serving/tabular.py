@@ -10,7 +10,7 @@ scikit-learn, so no pickle crosses library versions.
 Beside each: scikit-learn's own in-process `pipeline.predict` on the same rows (one, or
 100), the floor an HTTP server adds its cost to.
 
-    bench/serving/tabular.sh                  # ~15 min
+    bench/serving/tabular.sh                  # ~17 min
     bench/serving/tabular.sh --duration 3 --rounds 1
 
 Figures, for single-row and 100-row requests: requests/s and rows/s at p99 < 10 ms (4
