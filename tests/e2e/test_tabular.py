@@ -1,4 +1,4 @@
-"""A mixed-type table with missing values, end to end on a real cluster (NOT YET RUN).
+"""A mixed-type table with missing values, end to end on a real cluster.
 
 examples/data/penguins.csv (text columns, numbers, 11 rows with empty cells) goes to S3;
 the example TrainingJob trains it with no preparation written by hand (only its optional

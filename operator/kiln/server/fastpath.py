@@ -11,8 +11,9 @@ few microseconds. Here:
   the results are bit-identical; encoders are looked up in a table built once by calling
   the fitted encoder itself on every known category and on one unseen value.
 - ``estimator_fast_path`` predicts from the prepared matrix with the estimator's own
-  lower-level routines: each tree's ``predict(X, check_input=False)`` summed in the same
-  order and divided as the forest does (no joblib), gradient boosting's
+  lower-level routines: each tree's walk (``tree_.predict``, what its
+  ``predict(X, check_input=False)`` returns) summed in the same order and divided as the
+  forest does (no joblib), gradient boosting's
   ``predict_stages``, HistGradientBoosting's ``_predict_iterations``, the linear
   ``X @ coef_.T + intercept_``; XGBoost and LightGBM through their own ``predict`` on
   the prepared matrix (their wrappers are thin; the cost was the preparation).
@@ -25,8 +26,9 @@ estimator's own code. The unit tests pin equality with ``pipeline.predict`` and
 
 from __future__ import annotations
 
+import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -271,19 +273,50 @@ def _float32(features: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(features, dtype=np.float32)
 
 
+@functools.cache
+def _tree_proba_is_its_leaf_values() -> bool:
+    """Whether the installed ``DecisionTreeClassifier.predict_proba`` is exactly
+    ``tree_.predict(X)[:, :n_classes_]`` (scikit-learn >= 1.4 stores class fractions in
+    ``tree_.value``; earlier versions normalised them in ``predict_proba``)."""
+    import inspect
+
+    from sklearn.tree import DecisionTreeClassifier
+
+    try:
+        source = inspect.getsource(DecisionTreeClassifier.predict_proba)
+    except (OSError, TypeError):
+        return False
+    return "normalizer" not in source and "return proba[:, : self.n_classes_]" in source
+
+
 def _forest_classifier(forest: Any) -> ModelFastPath | None:
     if not (_single_output(forest) and _sequential(forest)):
         return None
     trees = list(forest.estimators_)
     n_classes = int(forest.n_classes_)
+    # Each tree's predict_proba(X, check_input=False) is check_is_fitted (which scans the
+    # tree's attributes), a feature-count check and then tree_.predict: the scan costs
+    # about three times the tree walk, 50 times per call for 50 trees. The server has
+    # checked the matrix, so the walk alone is called, with the same slice.
+    if _tree_proba_is_its_leaf_values():
+        leaf_values = [(tree.tree_.predict, int(tree.n_classes_)) for tree in trees]
+
+        def tree_probas(x: np.ndarray) -> Iterator[np.ndarray]:
+            for walk, classes in leaf_values:
+                yield walk(x)[:, :classes]
+    else:
+
+        def tree_probas(x: np.ndarray) -> Iterator[np.ndarray]:
+            for tree in trees:
+                yield tree.predict_proba(x, check_input=False)
 
     # RandomForestClassifier.predict_proba: each tree's predict_proba(X, check_input=False)
     # added in order into float64 zeros, then divided by the number of trees.
     def predict_proba(features: np.ndarray) -> np.ndarray:
         x = _float32(features)
         proba = np.zeros((x.shape[0], n_classes), dtype=np.float64)
-        for tree in trees:
-            proba += tree.predict_proba(x, check_input=False)
+        for tree_proba in tree_probas(x):
+            proba += tree_proba
         proba /= len(trees)
         return proba
 
@@ -297,12 +330,15 @@ def _forest_regressor(forest: Any) -> ModelFastPath | None:
     if not (_single_output(forest) and _sequential(forest)):
         return None
     trees = list(forest.estimators_)
+    # DecisionTreeRegressor.predict(X, check_input=False) is tree_.predict(X)[:, 0] after
+    # the checks the server has made (see _forest_classifier).
+    walks = [tree.tree_.predict for tree in trees]
 
     def predict(features: np.ndarray) -> np.ndarray:
         x = _float32(features)
         total = np.zeros(x.shape[0], dtype=np.float64)
-        for tree in trees:
-            total += tree.predict(x, check_input=False)
+        for walk in walks:
+            total += walk(x)[:, 0]
         total /= len(trees)
         return total
 

@@ -152,6 +152,40 @@ def plan_preparation(
     return PreparationPlan(tuple(columns), limits, tuple(dropped), tuple(warnings))
 
 
+def accepts_missing_values(estimator: Any) -> bool:
+    """The estimator's own word (scikit-learn's ``allow_nan`` tag) on NaN in its input."""
+    try:
+        from sklearn.utils import get_tags  # scikit-learn >= 1.6
+    except ImportError:  # pragma: no cover - scikit-learn 1.4 and 1.5
+        return bool(estimator._get_tags().get("allow_nan", False))
+    return bool(get_tags(estimator).input_tags.allow_nan)
+
+
+def check_missing_values_accepted(
+    plan: PreparationPlan, spec: PreprocessingSpec | None, estimator: Any
+) -> None:
+    """``impute: none`` keeps a column's gaps as NaN: refuse it before fitting when the
+    estimator does not take NaN, instead of letting its ``fit`` fail on them."""
+    kept = [c for c in plan.columns if c.impute == "none" and c.nullable]
+    if not kept or accepts_missing_values(estimator):
+        return
+    column = kept[0]
+    own = {c.name for c in (spec.columns if spec else ()) if c.impute == "none"}
+    field = (
+        f"spec.preprocessing.columns[{column.name}]"
+        if column.name in own
+        else "spec.preprocessing.numeric"
+    )
+    others = f" (and {len(kept) - 1} more column(s))" if len(kept) > 1 else ""
+    raise TrainingError(
+        Reason.INVALID_SPEC,
+        f"{field}: impute: none keeps the missing values of column {column.name!r}{others}, "
+        f"but {type(estimator).__name__} does not accept missing values; choose mean, "
+        "median, most_frequent or constant, or an estimator that accepts them "
+        "(HistGradientBoosting, XGBoost, LightGBM, scikit-learn trees and forests)",
+    )
+
+
 def _check_kind_fits(
     name: str,
     kind: ColumnKind,

@@ -29,6 +29,7 @@ from kiln.trainer.preprocessing import (
     attach_schema,
     build_pipeline,
     canonical_features,
+    check_missing_values_accepted,
     plan_preparation,
     with_categories,
 )
@@ -90,6 +91,7 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
                 c for c in (data.target, data.sensitive_column) if c and c not in data.features
             ],
         )
+        check_missing_values_accepted(plan, spec.preprocessing, prepared.estimator)
         for warning in plan.warnings:
             log.emit("preparation.warning", level="warning", message=warning)
         prepared_data, duplicates = prepared_table(data, plan, spec)

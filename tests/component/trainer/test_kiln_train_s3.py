@@ -221,7 +221,7 @@ def test_unwritable_output_is_a_retryable_upload_failure(s3: SeaweedS3, tmp_path
     assert outcome.report["retryable"] is True
 
 
-def test_empty_cells_are_imputed_and_a_fit_error_is_training_failed(
+def test_empty_cells_are_imputed_and_kept_nan_needs_an_estimator_that_takes_it(
     s3: SeaweedS3, tmp_path: Path
 ) -> None:
     frame = pd.read_csv(IRIS)
@@ -234,9 +234,15 @@ def test_empty_cells_are_imputed_and_a_fit_error_is_training_failed(
     }
     outcome = _train_in_process(spec, s3.env(), tmp_path)
     assert outcome.exit_code == 0, outcome.report
-    # Told to keep NaN, LogisticRegression itself refuses it: that is the fit failing.
+    # Told to keep NaN, LogisticRegression (no allow_nan tag) is refused before fitting.
     kept = {**spec, "preprocessing": {"numeric": {"impute": "none"}}}
     outcome = _train_in_process(kept, s3.env(), tmp_path)
-    assert (outcome.exit_code, outcome.report["reason"]) == (8, "TrainingFailed")
-    assert "NaN" in outcome.report["message"]
-    assert outcome.report["message"].startswith("LogisticRegression.fit failed")
+    assert (outcome.exit_code, outcome.report["reason"]) == (2, "InvalidSpec")
+    message = outcome.report["message"]
+    assert message.startswith("spec.preprocessing.numeric: impute: none"), message
+    assert "'petal_width'" in message
+    assert "LogisticRegression does not accept missing values" in message
+    # An estimator that takes NaN trains on the same kept gaps.
+    forest = {**kept, "estimator": "sklearn.ensemble.HistGradientBoostingClassifier"}
+    outcome = _train_in_process(forest, s3.env(), tmp_path)
+    assert outcome.exit_code == 0, outcome.report

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     ExtraTreesRegressor,
@@ -66,7 +67,12 @@ def thresholds(model: Any) -> np.ndarray:
     if hasattr(model, "booster_"):  # LightGBM
         splits = model.booster_.trees_to_dataframe()["threshold"].dropna()
         values.extend(float(v) for v in splits)
+    if hasattr(model, "get_booster"):  # XGBoost: its own dump of every split
+        splits = model.get_booster().trees_to_dataframe()["Split"].dropna()
+        values.extend(float(v) for v in splits)
+    # A split of the present values against the missing ones has an infinite threshold.
     base = np.asarray(values)
+    base = base[np.isfinite(base)]
     # float32 neighbours too: forests compare in float32, HistGradientBoosting in float64.
     near32 = base.astype(np.float32)
     neighbours = [
@@ -76,7 +82,8 @@ def thresholds(model: Any) -> np.ndarray:
         np.nextafter(near32, np.float32(np.inf)).astype(np.float64),
         np.nextafter(near32, np.float32(-np.inf)).astype(np.float64),
     ]
-    return np.unique(np.concatenate(neighbours))
+    probes = np.unique(np.concatenate(neighbours))
+    return probes[np.abs(probes) <= np.finfo(np.float32).max]  # what a float32 model takes
 
 
 def probe_rows(model: Any, seed: int) -> np.ndarray:
@@ -127,6 +134,77 @@ def test_tree_regressors_match_their_own_predict(model: Any) -> None:
     assert fast is not None
     rows = probe_rows(model, seed=6)
     np.testing.assert_array_equal(fast.predict(rows), model.predict(rows))
+
+
+def with_gaps(rows: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """The rows with a share of their cells NaN, and a few rows missing every value."""
+    rng = np.random.default_rng(seed)
+    gapped = np.where(rng.random(rows.shape) < share, np.nan, rows)
+    return np.ascontiguousarray(np.vstack([gapped, np.full((3, rows.shape[1]), np.nan)]))
+
+
+def takes_nan(model: Any) -> bool:
+    from sklearn.utils import get_tags
+
+    return bool(get_tags(model).input_tags.allow_nan)
+
+
+# The tree models whose scikit-learn accepts NaN (fitted with gaps, each split learns
+# where missing values go); GradientBoosting does not, and is served NaN-free.
+NAN_CLASSIFIERS = [m for m in CLASSIFIERS if takes_nan(m)]
+NAN_REGRESSORS = [m for m in REGRESSORS if takes_nan(m)]
+
+
+def test_the_installed_scikit_learn_trees_and_forests_take_nan() -> None:
+    names = {type(m).__name__ for m in NAN_CLASSIFIERS + NAN_REGRESSORS}
+    assert {"RandomForestClassifier", "ExtraTreesClassifier", "RandomForestRegressor",
+            "ExtraTreesRegressor", "HistGradientBoostingClassifier",
+            "HistGradientBoostingRegressor"} <= names  # fmt: skip
+    assert not takes_nan(GradientBoostingClassifier())
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+@pytest.mark.parametrize("model", NAN_CLASSIFIERS, ids=lambda m: type(m).__name__)
+def test_tree_classifiers_fitted_with_gaps_match_their_own_on_missing_values(
+    model: Any, classes: int
+) -> None:
+    x, y = training_data(600, classes, seed=20 + classes)
+    model = clone(model).fit(with_gaps(x, 0.1, seed=1)[:-3], y)
+    fast = estimator_fast_path(model)
+    assert fast is not None and fast.predict_proba is not None
+    rows = with_gaps(probe_rows(model, seed=7), 0.2, seed=2)
+    assert np.isnan(rows).any(axis=1).mean() > 0.5
+    np.testing.assert_array_equal(model.classes_.take(fast.predict(rows)), model.predict(rows))
+    np.testing.assert_array_equal(fast.predict_proba(rows), model.predict_proba(rows))
+    for row in rows[-60:]:  # one row at a time, the all-missing ones included
+        single = row.reshape(1, -1)
+        np.testing.assert_array_equal(fast.predict_proba(single), model.predict_proba(single))
+
+
+@pytest.mark.parametrize("model", NAN_REGRESSORS, ids=lambda m: type(m).__name__)
+def test_tree_regressors_fitted_with_gaps_match_their_own_on_missing_values(model: Any) -> None:
+    x, y = training_data(600, 2, seed=30)
+    model = clone(model).fit(with_gaps(x, 0.1, seed=3)[:-3], x[:, 0] * 3 + y)
+    fast = estimator_fast_path(model)
+    assert fast is not None
+    rows = with_gaps(probe_rows(model, seed=8), 0.2, seed=4)
+    np.testing.assert_array_equal(fast.predict(rows), model.predict(rows))
+
+
+def test_a_forest_fitted_without_gaps_matches_its_own_on_missing_values() -> None:
+    x, y = training_data(600, 3, seed=31)
+    model = RandomForestClassifier(n_estimators=20, random_state=0).fit(x, y)
+    fast = estimator_fast_path(model)
+    assert fast is not None and fast.predict_proba is not None
+    rows = with_gaps(probe_rows(model, seed=9), 0.2, seed=5)
+    np.testing.assert_array_equal(fast.predict_proba(rows), model.predict_proba(rows))
+
+
+def test_forests_walk_their_trees_directly_on_the_installed_scikit_learn() -> None:
+    # The equality tests above then pin the direct walk, not the per-tree predict_proba.
+    from kiln.server.fastpath import _tree_proba_is_its_leaf_values
+
+    assert _tree_proba_is_its_leaf_values()
 
 
 def test_a_forest_with_parallel_jobs_keeps_its_own_predict() -> None:
@@ -272,3 +350,39 @@ def test_lightgbm_booster_path_matches_the_classifier(classes: int) -> None:
     rows = np.vstack([probe_rows(model, seed=3), np.full((3, 5), np.nan)])
     np.testing.assert_array_equal(fast.predict_proba(rows), model.predict_proba(rows))
     np.testing.assert_array_equal(model.classes_.take(fast.predict(rows)), model.predict(rows))
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_xgboost_path_matches_the_classifier_on_its_split_thresholds(classes: int) -> None:
+    from xgboost import XGBClassifier
+
+    from kiln.tabular.transforms import EncodedLabelClassifier
+
+    x, y = training_data(600, classes, seed=12)
+    labels = np.array(["a", "b", "c"], dtype=object)[y]
+    model = EncodedLabelClassifier(XGBClassifier(n_estimators=30, random_state=0))
+    model.fit(with_gaps(x, 0.05, seed=6)[:-3], labels)  # as kiln-train wraps it
+    fast = estimator_fast_path(model)
+    assert fast is not None and fast.kind == "xgboost" and fast.predict_proba is not None
+    cut = thresholds(model.estimator_)
+    assert len(cut) > 100
+    rows = np.vstack([probe_rows(model.estimator_, seed=4), with_gaps(x[:200], 0.3, seed=7)])
+    np.testing.assert_array_equal(fast.predict_proba(rows), model.predict_proba(rows))
+    np.testing.assert_array_equal(model.classes_.take(fast.predict(rows)), model.predict(rows))
+    # The bare classifier (labels 0..K-1) goes through the same routines.
+    bare = model.estimator_
+    fast = estimator_fast_path(bare)
+    assert fast is not None and fast.predict_proba is not None
+    np.testing.assert_array_equal(fast.predict_proba(rows), bare.predict_proba(rows))
+    np.testing.assert_array_equal(bare.classes_.take(fast.predict(rows)), bare.predict(rows))
+
+
+def test_xgboost_path_matches_the_regressor_on_its_split_thresholds() -> None:
+    from xgboost import XGBRegressor
+
+    x, y = training_data(600, 2, seed=13)
+    model = XGBRegressor(n_estimators=30, random_state=0).fit(x, x[:, 0] * 3 + y)
+    fast = estimator_fast_path(model)
+    assert fast is not None and fast.kind == "xgboost"
+    rows = with_gaps(probe_rows(model, seed=5), 0.1, seed=8)
+    np.testing.assert_array_equal(fast.predict(rows), model.predict(rows))

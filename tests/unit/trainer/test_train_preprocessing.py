@@ -15,9 +15,11 @@ from kiln.tabular.schema import TabularSchema, schema_of
 from kiln.trainer.errors import Reason, TrainingError
 from kiln.trainer.preprocessing import (
     PreparationPlan,
+    accepts_missing_values,
     attach_schema,
     build_pipeline,
     canonical_features,
+    check_missing_values_accepted,
     infer_kind,
     plan_preparation,
     with_categories,
@@ -250,6 +252,83 @@ def test_nothing_left_to_train_on_is_an_invalid_dataset() -> None:
     frame = table()[["mass", "y"]]
     failure = error(frame, columns=[{"name": "mass", "drop": True}])
     assert failure.reason is Reason.INVALID_DATASET
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"numeric": {"impute": "none"}}, "spec.preprocessing.numeric"),
+        ({"columns": [{"name": "mass", "impute": "none"}]}, "spec.preprocessing.columns[mass]"),
+    ],
+)
+def test_kept_missing_values_for_an_estimator_refusing_nan_are_an_invalid_spec(
+    settings: dict[str, Any], field: str
+) -> None:
+    frame = table()
+    p = plan(frame, **settings)
+    with pytest.raises(TrainingError) as info:
+        check_missing_values_accepted(
+            p, PreprocessingSpec.model_validate(settings), LogisticRegression()
+        )
+    failure = info.value
+    assert failure.reason is Reason.INVALID_SPEC
+    assert failure.message.startswith(f"{field}: impute: none")
+    assert "'mass'" in failure.message
+    assert "LogisticRegression does not accept missing values" in failure.message
+
+
+def test_kept_missing_values_are_refused_by_the_estimators_own_tag() -> None:
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    frame = table()
+    settings = {"columns": [{"name": "mass", "impute": "none"}]}
+    p = plan(frame, FOREST, **settings)
+    with pytest.raises(TrainingError) as info:
+        check_missing_values_accepted(
+            p, PreprocessingSpec.model_validate(settings), GradientBoostingClassifier()
+        )
+    assert "GradientBoostingClassifier does not accept" in info.value.message
+
+
+def test_kept_missing_values_without_any_gap_are_accepted_by_any_estimator() -> None:
+    frame = table()
+    frame["mass"] = frame["mass"].fillna(4000.0)
+    settings = {"columns": [{"name": "mass", "impute": "none"}]}
+    p = plan(frame, **settings)
+    check_missing_values_accepted(
+        p, PreprocessingSpec.model_validate(settings), LogisticRegression()
+    )
+
+
+def _nan_taking_estimators() -> list[Any]:
+    import lightgbm
+    import xgboost
+    from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    return [
+        HistGradientBoostingClassifier(max_iter=5),
+        RandomForestClassifier(n_estimators=3),
+        ExtraTreesClassifier(n_estimators=3),
+        DecisionTreeClassifier(),
+        xgboost.XGBClassifier(n_estimators=3),
+        lightgbm.LGBMClassifier(n_estimators=3, verbose=-1),
+    ]
+
+
+@pytest.mark.parametrize("estimator", _nan_taking_estimators(), ids=lambda e: type(e).__name__)
+def test_estimators_that_take_nan_keep_training_with_kept_missing_values(estimator: Any) -> None:
+    frame = table()
+    settings = {"numeric": {"impute": "none"}}
+    p = plan(frame, FOREST, **settings)
+    assert accepts_missing_values(estimator)
+    check_missing_values_accepted(p, PreprocessingSpec.model_validate(settings), estimator)
+    p = with_categories(p, canonical_features(frame, p))
+    prepared = canonical_features(frame, p)
+    assert prepared["mass"].isna().any()
+    target = (frame.y == "b").astype(int)  # XGBoost takes only 0..K-1
+    model = build_pipeline(p, estimator).fit(prepared, target)
+    assert set(model.predict(prepared)) <= {0, 1}
 
 
 # --- the fitted pipeline -------------------------------------------------------------------
