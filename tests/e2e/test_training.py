@@ -333,6 +333,42 @@ def test_pod_deleted_from_outside_counts_as_a_failed_attempt(
 # --- the operator dies ---------------------------------------------------------------------
 
 
+def test_a_pod_the_namespace_quota_refuses_stalls_the_job_visibly_and_the_run_follows(
+    kube: Kube, ns: str, datasets: dict[str, str]
+) -> None:
+    """An API error during a reconcile (here a ResourceQuota allowing no pods) reaches the
+    TrainingJob as a Stalled condition naming the cause and a Warning Event, and loses
+    nothing: once the quota goes, the same run trains and registers once."""
+    kube.core.create_namespaced_resource_quota(
+        ns, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}
+    )
+    create(kube, ns, training_job("iris", datasets["iris.csv"]))
+
+    def stalled() -> dict[str, Any] | None:
+        found = condition(get(kube, ns, "trainingjobs", "iris") or {}, "Stalled")
+        return found if found and found.get("status") == "True" else None
+
+    found = wait_for(stalled, 60, "TrainingJob Stalled", interval=0.5)
+    print("Stalled:", found)
+    assert found["reason"] == "Forbidden", found
+    assert "exceeded quota: no-pods" in found["message"], found
+    warnings = kube.core.list_namespaced_event(
+        ns, field_selector="type=Warning,involvedObject.name=iris"
+    ).items
+    assert any(e.reason == "Forbidden" and "no-pods" in e.message for e in warnings), [
+        (e.reason, e.message) for e in warnings
+    ]
+    assert training_pods(kube, ns) == []
+    kube.core.delete_namespaced_resource_quota("no-pods", ns)
+    lifted = time.monotonic()
+    wait_approved(kube, ns, "iris-v1", timeout=180)
+    print(f"quota lifted -> iris-v1 Approved in {time.monotonic() - lifted:.1f} s")
+    assert [p.metadata.name for p in training_pods(kube, ns)] == ["iris-1-1"]
+    job = get(kube, ns, "trainingjobs", "iris") or {}
+    assert [r["run"] for r in job["status"]["runs"]] == [1]
+    assert (condition(job, "Stalled") or {}).get("status") != "True", job["status"]
+
+
 def test_operator_killed_mid_run_creates_no_duplicate_pod_or_version(
     kube: Kube, ns: str, datasets: dict[str, str], operator: OperatorProcess
 ) -> None:
