@@ -79,7 +79,9 @@ kind-up:
 # Every image the local cluster runs (Kiln's three, pause, busybox, python/debian), built
 # with buildah into local storage (no Docker), the trainer image run once, and all pushed to
 # the loopback registry ($$KILN_REGISTRY, default 127.0.0.1:5000) when it answers
-# (scripts/push-images.sh pushes alone); see docs/install.md. Not part of `make test`.
+# (scripts/push-images.sh pushes alone); see docs/install.md. `make test` and `make demo`
+# build them first; `kiln dev up` on a running cluster then makes its nodes forget the
+# images rebuilt under the same tag.
 images:
 	scripts/build-images.sh
 

@@ -26,6 +26,7 @@ import kopf
 from pydantic import ValidationError
 
 from kiln import telemetry
+from kiln.telemetry import search as search_metrics
 from kiln.api.training_job import RunRecord, TrainingJob, TrainingJobStatus
 from kiln.api.validation import validation_message
 from kiln.api.wire import (
@@ -252,6 +253,7 @@ class TrainingController(Controller):
         # they consumed (retrain request, cron time, dataset digest) with them.
         if status != job.status and not await self.write_status(key, raw, status):
             return 0.0
+        search_metrics.record(*key, status.runs)
         for reason, message in events:
             warning = tj.is_warning(reason) and not hp.is_normal_search_reason(reason)
             self.post_event(raw, reason, message, warning=warning)
