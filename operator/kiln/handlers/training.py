@@ -26,7 +26,6 @@ import kopf
 from pydantic import ValidationError
 
 from kiln import telemetry
-from kiln.telemetry import search as search_metrics
 from kiln.api.training_job import RunRecord, TrainingJob, TrainingJobStatus
 from kiln.api.validation import validation_message
 from kiln.api.wire import (
@@ -54,6 +53,7 @@ from kiln.k8s.client import PODS, TRAINING_JOBS, ApiError, KubeClient
 from kiln.services.datasets import DatasetProbe
 from kiln.services.registration import register_run
 from kiln.settings import OperatorSettings
+from kiln.telemetry import search as search_metrics
 
 logger = logging.getLogger(__name__)
 
