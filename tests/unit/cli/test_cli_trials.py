@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes.client import ApiException
+from tests.support.fake_custom import FakeCustom
 
 from kiln.api.training_job import TrainingJob
 from kiln.cli import main as cli_main
@@ -18,33 +18,6 @@ from kiln.cli.trials import build_view, load_view, select_run, trials_lines
 from kiln.cli.versions import CliError
 
 pytestmark = pytest.mark.unit
-
-
-class FakeCustom:
-    """The two reads of CustomObjectsApi the views use, over a dict of objects."""
-
-    def __init__(self, objects_by_key: dict[tuple[str, str], dict[str, Any]]) -> None:
-        self.objects = objects_by_key
-
-    def get_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, name: str
-    ) -> dict[str, Any]:
-        try:
-            return self.objects[(plural, name)]
-        except KeyError:
-            raise ApiException(status=404, reason="Not Found") from None
-
-    def list_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, label_selector: str = ""
-    ) -> dict[str, Any]:
-        wanted = dict(p.split("=") for p in label_selector.split(",") if p)
-        items = [
-            o
-            for (p, _), o in self.objects.items()
-            if p == plural
-            and all((o["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())
-        ]
-        return {"items": items}
 
 
 def _trial(number: int, phase: str, objective: float | None = None, **extra: Any) -> dict:
