@@ -208,3 +208,19 @@ def test_a_missing_trainingjob_exits_non_zero_naming_it(
 def test_the_command_is_registered() -> None:
     args = build_parser().parse_args(["trials", "iris", "--run", "3", "-o", "json"])
     assert (args.name, args.run, args.output) == ("iris", 3, "json")
+
+
+def test_json_output_has_every_trial_the_direction_and_the_source(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeCustom({("trainingjobs", "iris"): _job()})
+    monkeypatch.setattr(trials, "connect", lambda args: KilnObjects(fake, "ml"))
+    assert cli_main.main(["trials", "iris", "-o", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert (document["direction"], document["source"], document["winner"]) == (
+        "maximize",
+        "status",
+        3,
+    )
+    assert [t["trial"] for t in document["trials"]] == [3, 0, 5, 6]
+    assert document["trials"][-1]["reason"] == "InvalidParams"
