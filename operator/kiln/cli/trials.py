@@ -263,8 +263,10 @@ def build_view(
             parts.append(f"{waiting} not started")
         if report_error:
             why = f"cannot read the full report: {report_error}"
-        elif version is None:
+        elif record.model_version is None:
             why = "the full report appears once the run registers"
+        elif version is None:
+            why = f"ModelVersion {record.model_version} not found"
         else:
             why = "no full report recorded for this version"
         footer = f"{', '.join(parts)}, {total} trials in all (status; {why})"

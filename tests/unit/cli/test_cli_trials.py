@@ -183,6 +183,9 @@ def test_an_unreadable_report_falls_back_to_the_status_and_says_why(tmp_path: Pa
     view = load_view(KilnObjects(custom, "ml"), "iris", 2)
     assert view.source == "status"
     assert f"cannot read the full report: {missing}" in view.footer
+    deleted = FakeCustom({("trainingjobs", "iris"): _job(modelVersion="iris-v2")})
+    view = load_view(KilnObjects(deleted, "ml"), "iris", 2)
+    assert view.footer.endswith("(status; ModelVersion iris-v2 not found)")
 
 
 def test_runs_without_a_search_or_unknown_runs_are_errors() -> None:
