@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kiln.cli import baseline, lineage, monitor, rollout, schema
+from kiln.cli import baseline, compare, lineage, monitor, rollout, schema, trials
 from kiln.cli.versions import CliError, add_subcommands
 
 
@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.register(sub)
     schema.register(sub)
     baseline.register(sub)
+    trials.register(sub)
+    compare.register(sub)
     return parser
 
 
