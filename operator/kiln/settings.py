@@ -27,6 +27,9 @@ class OperatorSettings:
     # The operator's own /metrics (0 disables it) and its reconcile concurrency.
     metrics_port: int = 8080
     workers: int = 32
+    # Seconds between two reads of a running training pod's log tail, for the trainer's
+    # phase in status (`pods/log`; 0: never read, the phases then come from the report).
+    trainer_log_interval_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorSettings:
@@ -42,4 +45,7 @@ class OperatorSettings:
             s3_endpoint=e.get("KILN_S3_ENDPOINT") or None,
             metrics_port=int(e.get("KILN_METRICS_PORT", defaults.metrics_port)),
             workers=int(e.get("KILN_WORKERS", defaults.workers)),
+            trainer_log_interval_seconds=float(
+                e.get("KILN_TRAINER_LOG_INTERVAL_SECONDS", defaults.trainer_log_interval_seconds)
+            ),
         )

@@ -167,6 +167,7 @@ def test_cluster_wide_operator_can_do_what_it_needs(kube: Kube, cluster_rbac: st
         ("create", "pods", "-n", "team-a"),
         ("delete", "pods", "-n", "team-a"),
         ("watch", "pods", "-A"),
+        ("get", "pods", "-n", "team-a", "--subresource=log"),  # the trainer's phase
         ("create", "deployments.apps", "-n", "team-a"),
         ("patch", "services", "-n", "team-a"),
         ("patch", "httproutes.gateway.networking.k8s.io", "-n", "team-a"),
@@ -191,8 +192,8 @@ def test_cluster_wide_operator_cannot_do_more(kube: Kube, cluster_rbac: str) -> 
         ("create", "clusterroles.rbac.authorization.k8s.io"),
         ("create", "rolebindings.rbac.authorization.k8s.io", "-n", "team-a"),
         ("create", "pods", "-n", "team-a", "--subresource=exec"),
-        ("get", "pods", "-n", "team-a", "--subresource=log"),
         ("create", "pods", "-n", "team-a", "--subresource=portforward"),
+        ("create", "pods", "-n", "team-a", "--subresource=log"),
         ("delete", "trainingjobs.kiln.dev", "-n", "team-a"),
         ("delete", "modelversions.kiln.dev", "-n", "team-a"),
         ("update", "modelversions.kiln.dev", "-n", "team-a"),

@@ -98,6 +98,12 @@ KINDS: list[Kind] = [
                 description="Search: when the last trial should finish.",
                 priority=1,
             ),
+            PrinterColumn(
+                "Trainer",
+                ".status.trainer.phase",
+                description="The trainer's phase (load, fit, evaluate, upload).",
+                priority=1,
+            ),
             PrinterColumn("Version", ".status.modelVersion", description="Produced version."),
             READY,
             AGE,

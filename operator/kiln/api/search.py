@@ -36,6 +36,7 @@ from kiln.api.cel import rule, rules
 from kiln.api.common import MAX_MESSAGE_LENGTH, MAX_SHORT_TEXT, KilnModel
 from kiln.api.fields import MetricName
 from kiln.api.metrics import higher_is_better
+from kiln.api.trainer_progress import TrainerProgress
 
 SearchStrategy = Literal["grid", "random"]
 ParameterType = Literal["int", "float"]
@@ -397,6 +398,9 @@ class TrialRecord(KilnModel):
     )
     message: str | None = Field(
         default=None, max_length=MAX_MESSAGE_LENGTH, description="Details of the outcome."
+    )
+    trainer: TrainerProgress | None = Field(
+        default=None, description="The trainer's phases in the trial's latest pod."
     )
 
 

@@ -32,6 +32,7 @@ from kiln.api.fields import (
 )
 from kiln.api.preprocessing import PreprocessingSpec
 from kiln.api.search import Progress, SearchSpec, SearchStatus
+from kiln.api.trainer_progress import TrainerProgress
 
 DATASET_URI_RULE = r"^(s3|file|https)://.+"
 OUTPUT_URI_RULE = r"^(s3|file)://.+"
@@ -526,6 +527,11 @@ class RunRecord(KilnModel):
     progress: Progress | None = Field(
         default=None, description="Trials done, running and failed, best objective, ETA."
     )
+    trainer: TrainerProgress | None = Field(
+        default=None,
+        description="The trainer's phases (load, fit, evaluate, upload) in the latest "
+        "attempt's pod (a search: the final training's).",
+    )
 
 
 class TrainingJobStatus(KilnModel):
@@ -581,6 +587,9 @@ class TrainingJobStatus(KilnModel):
     )
     progress: Progress | None = Field(
         default=None, description="The newest run's search progress (spec.search)."
+    )
+    trainer: TrainerProgress | None = Field(
+        default=None, description="The newest run's trainer phases (runs[].trainer)."
     )
     conditions: Conditions
 

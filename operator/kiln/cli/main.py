@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kiln.cli import baseline, compare, lineage, monitor, rollout, schema, trials
+from kiln.cli import baseline, compare, lineage, monitor, rollout, runs, schema, trials
 from kiln.cli.versions import CliError, add_subcommands
 
 
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.register(sub)
     trials.register(sub)
     compare.register(sub)
+    runs.register(sub)
     return parser
 
 

@@ -44,7 +44,28 @@ class DatasetDigest(KilnModel):
     rows: int | None = None
 
 
-class TrainerSuccess(KilnModel):
+class PhaseTimes(KilnModel):
+    """What a report says of the trainer's phases (`kiln.contract.progress`): when each
+    one it entered started (Unix seconds) and how long it took. Empty from a trainer that
+    predates them."""
+
+    phase_starts: dict[str, float] = Field(default_factory=dict)
+    duration_seconds: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("phase_starts", "duration_seconds", mode="before")
+    @classmethod
+    def _numbers_only(cls, value: Any) -> Any:
+        """Only what reads as numbers: a report is never refused for its timings."""
+        if not isinstance(value, dict):
+            return {}
+        return {
+            str(k): v
+            for k, v in value.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+
+
+class TrainerSuccess(PhaseTimes):
     """The termination message of a successful run (kiln.trainer.run.train)."""
 
     ok: Literal[True]
@@ -74,7 +95,7 @@ class TrainerSuccess(KilnModel):
         return value
 
 
-class TrialSuccess(KilnModel):
+class TrialSuccess(PhaseTimes):
     """The termination message of a successful trial of a search (kiln.trainer.trial).
 
     A trial fits on part of the training split and scores the objective on the rest (or by
@@ -93,7 +114,7 @@ class TrialSuccess(KilnModel):
     truncated: bool = False
 
 
-class TrainerFailure(KilnModel):
+class TrainerFailure(PhaseTimes):
     """The termination message of a run that knows why it failed."""
 
     ok: Literal[False]

@@ -287,6 +287,7 @@ def _as_run(run: RunRecord, trial: TrialRecord) -> RunRecord:
         next_attempt_time=trial.next_attempt_time,
         reason=trial.reason,
         message=trial.message,
+        trainer=trial.trainer,
     )
 
 
@@ -299,6 +300,7 @@ def _step_trial(
     now: datetime,
     work: _Pass,
     maximize: bool,
+    logs: Mapping[str, str] | None = None,
 ) -> TrialRecord | None:
     """Step one active trial; returns it while still active, None once it finished."""
     number = trial.trial
@@ -310,6 +312,7 @@ def _step_trial(
         now,
         pod_names=lambda attempt: trial_pod_name(training_job, run.run, number, attempt),
         trial=True,
+        logs=logs,
     )
     stepped = decision.run
     updated = trial.model_copy(
@@ -320,6 +323,7 @@ def _step_trial(
             "next_attempt_time": stepped.next_attempt_time,
             "reason": stepped.reason,
             "message": stepped.message,
+            "trainer": stepped.trainer,
         }
     )
     if decision.requeue_after is not None:
@@ -429,11 +433,13 @@ def decide_search(
     run_pods: list[PodObservation],
     policy: RetryPolicy,
     now: datetime,
+    logs: Mapping[str, str] | None = None,
 ) -> SearchDecision:
     """The next step of a run with a search, from its record and every pod seen of it.
 
     `trial_pods`: the pods labelled with a trial number, by trial; `run_pods`: the run's
-    other pods (the final training's attempts). Idempotent like `decide_run`.
+    other pods (the final training's attempts); `logs`: the log tails read this pass, by
+    pod (the trainers' phases, see `decide_run`). Idempotent like `decide_run`.
     """
     if run.phase in ("Succeeded", "Failed"):
         return SearchDecision(run)
@@ -443,7 +449,7 @@ def decide_search(
     maximize = search.objective.maximize()
     metric = search.objective.metric
     if state.stage == "Training":
-        return _final_training(training_job, run, state, search, run_pods, policy, now)
+        return _final_training(training_job, run, state, search, run_pods, policy, now, logs)
 
     run_deadline = deadline(start, policy.active_deadline_seconds)
     if run_deadline is not None and now >= run_deadline:
@@ -461,7 +467,7 @@ def decide_search(
     still_active = []
     for trial in sorted(state.active, key=lambda t: t.trial):
         kept = _step_trial(training_job, run, trial, trial_pods.get(trial.trial, []), policy,
-                           now, work, maximize)  # fmt: skip
+                           now, work, maximize, logs)  # fmt: skip
         if kept is not None:
             still_active.append(kept)
     state.active = still_active
@@ -490,7 +496,7 @@ def decide_search(
         trial = _new_trial(search, seed, state.started, now)
         state.started += 1
         kept = _step_trial(training_job, run, trial, trial_pods.get(trial.trial, []), policy,
-                           now, work, maximize)  # fmt: skip
+                           now, work, maximize, logs)  # fmt: skip
         if kept is not None:
             state.active.append(kept)
 
@@ -512,7 +518,7 @@ def decide_search(
                 "training it on the whole training split",
             )
         )
-        final = _final_training(training_job, run, state, search, run_pods, policy, now)
+        final = _final_training(training_job, run, state, search, run_pods, policy, now, logs)
         return SearchDecision(
             final.run,
             [*work.actions, *final.actions],
@@ -586,10 +592,11 @@ def _final_training(
     pods: list[PodObservation],
     policy: RetryPolicy,
     now: datetime,
+    logs: Mapping[str, str] | None = None,
 ) -> SearchDecision:
     """The best trial's values, trained as the run's own attempts (`decide_run`)."""
     decision = decide_run(training_job, run.model_copy(update={"search": state}), pods,
-                          policy, now)  # fmt: skip
+                          policy, now, logs=logs)  # fmt: skip
     updated = decision.run.model_copy(
         update={"progress": progress(state, search.parallelism, search.objective.metric, now)}
     )

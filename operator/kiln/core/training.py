@@ -13,11 +13,12 @@ Everything here is pure: the adapter lists the run's pods, turns each into a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from kiln.api.trainer_progress import TrainerProgress
 from kiln.api.training_job import RunRecord, TrainingPhase
 from kiln.api.wire import (
     ATTEMPT_STARTED,
@@ -37,6 +38,7 @@ from kiln.contract.train_report import (
     TrialSuccess,
     parse_termination_message,
 )
+from kiln.core.progress import trainer_progress
 
 # Every reason a run can end Failed with (bounded: the operator's own and the trainer's).
 RUN_FAILURE_REASONS: tuple[str, ...] = (
@@ -248,6 +250,7 @@ def decide_run(
     *,
     pod_names: Callable[[int], str] | None = None,
     trial: bool = False,
+    logs: Mapping[str, str] | None = None,
 ) -> RunDecision:
     """The next step of one run, given every pod of that run the adapter could see.
 
@@ -257,6 +260,9 @@ def decide_run(
 
     A search trial is stepped the same way (`kiln.core.search`): `pod_names` names its
     attempts' pods and `trial` says its pod reports a trial's result, not a model.
+
+    `logs`: the log tails read this pass, by pod name; the current attempt's trainer phases
+    (`run.trainer`) follow from them and, once its pod ended, from its report.
     """
 
     def name_of(attempt: int) -> str:
@@ -272,6 +278,8 @@ def decide_run(
     current = next((p for p in pods if p.attempt == latest_attempt), None)
     if latest_attempt > run.attempts:
         run = replace_run(run, attempts=latest_attempt, pod=current.name if current else run.pod)
+    if current is not None:
+        run = replace_run(run, trainer=_trainer(run.trainer, current, logs or {}))
 
     run_deadline = deadline(start, policy.active_deadline_seconds)
     if run_deadline is not None and now >= run_deadline:
@@ -376,7 +384,9 @@ def _create_attempt(
     if run_deadline is not None:
         remaining = max(int((run_deadline - now).total_seconds()), 1)
     return RunDecision(
-        replace_run(run, phase="Pending", attempts=attempt, pod=name, next_attempt_time=None),
+        replace_run(
+            run, phase="Pending", attempts=attempt, pod=name, next_attempt_time=None, trainer=None
+        ),
         [CreatePod(name, attempt, remaining)],
         requeue_after=_until(run_deadline, now),
         event=(ATTEMPT_STARTED, f"created pod {name} for attempt {attempt}"),
@@ -402,6 +412,19 @@ def _finish(
         ),
         actions,
         event=(reason, message),
+    )
+
+
+def _trainer(
+    previous: TrainerProgress | None, pod: PodObservation, logs: Mapping[str, str]
+) -> TrainerProgress | None:
+    ended = pod.phase in ("Succeeded", "Failed")
+    return trainer_progress(
+        previous,
+        pod.name,
+        log_text=logs.get(pod.name) if pod.phase == "Running" else None,
+        ended=ended,
+        termination_message=pod.terminated.message if pod.terminated is not None else None,
     )
 
 

@@ -281,6 +281,7 @@ def summarize(
         retrain_handled=plan.retrain_handled if plan else previous.retrain_handled,
         runs=runs,
         progress=newest.progress if newest else None,
+        trainer=newest.trainer if newest else None,
         conditions=conditions,
     )
 

@@ -34,7 +34,14 @@ from kiln.api.wire import (
     TRAINING_JOB_UID_LABEL,
     TRIAL_LABEL,
 )
-from kiln.builders.training_pod import PodBuildError, SearchPod, TrainerDefaults, training_pod
+from kiln.builders.training_pod import (
+    TRAINER_CONTAINER,
+    PodBuildError,
+    SearchPod,
+    TrainerDefaults,
+    training_pod,
+)
+from kiln.core import progress as trainer_progress
 from kiln.core import search as hp
 from kiln.core import trainingjob as tj
 from kiln.core.schedule import ACTIVE_PHASES
@@ -49,7 +56,7 @@ from kiln.core.training import (
 )
 from kiln.handlers.chassis import Controller, Key, Stalled, key_of, owner_keys, utcnow
 from kiln.handlers.observations import observe_pod
-from kiln.k8s.client import PODS, TRAINING_JOBS, ApiError, KubeClient
+from kiln.k8s.client import PODS, TRAINING_JOBS, ApiError, KubeClient, gather_limited
 from kiln.services.datasets import DatasetProbe
 from kiln.services.registration import register_run
 from kiln.settings import OperatorSettings
@@ -58,6 +65,8 @@ from kiln.telemetry import search as search_metrics
 logger = logging.getLogger(__name__)
 
 KIND = "TrainingJob"
+# Log tails read at once in one pass (a search has up to `parallelism` running pods).
+LOG_READS_IN_FLIGHT = 4
 
 
 class TrainingController(Controller):
@@ -86,6 +95,9 @@ class TrainingController(Controller):
         # them), and the last observation of every pod the watch delivered.
         self._created_pods: set[Key] = set()
         self._pod_seen: dict[str, PodObservation] = {}
+        # When each running pod's log was last read (monotonic), to read it at most every
+        # `trainer_log_interval_seconds`; lost on restart, which only means one read sooner.
+        self._log_read: dict[Key, float] = {}
 
     @property
     def defaults(self) -> TrainerDefaults:
@@ -117,6 +129,7 @@ class TrainingController(Controller):
         if event_type == "DELETED":
             self._pod_seen.pop(uid, None)
             self._created_pods.discard(created)
+            self._log_read.pop(created, None)
             return True
         observation = observe_pod(body)
         previous = self._pod_seen.get(uid)
@@ -150,9 +163,12 @@ class TrainingController(Controller):
         runs: dict[int, RunRecord] = {r.run: r for r in job.status.runs}
         active = [r for r in runs.values() if r.phase in ACTIVE_PHASES]
         pods = await self._pods(job) if tj.needs_pods(job) else []
+        logs, running = await self._trainer_logs(job, pods, {r.run for r in active})
         policy = RetryPolicy(job.spec.backoff_limit, job.spec.active_deadline_seconds)
         events: list[tuple[str, str]] = []
-        delays: list[timedelta | None] = []
+        delays: list[timedelta | None] = [
+            trainer_progress.log_requeue(running, self.settings.trainer_log_interval_seconds)
+        ]
         new_metrics: dict[str, float] | None = None
 
         async def advance(run: RunRecord) -> None:
@@ -166,7 +182,9 @@ class TrainingController(Controller):
                 await advance_search(run, of_run)
                 return
             observations = [observe_pod(p) for p in of_run]
-            decision = decide_run(job.metadata.name or "", run, observations, policy, now)
+            decision = decide_run(
+                job.metadata.name or "", run, observations, policy, now, logs=logs
+            )
             updated = decision.run
             try:
                 for action in decision.actions:
@@ -197,7 +215,15 @@ class TrainingController(Controller):
                     run_pods.append(observe_pod(pod))
             seed = search.effective_seed(job.spec.evaluation.seed)
             decision = hp.decide_search(
-                job.metadata.name or "", run, search, seed, trial_pods, run_pods, policy, now
+                job.metadata.name or "",
+                run,
+                search,
+                seed,
+                trial_pods,
+                run_pods,
+                policy,
+                now,
+                logs=logs,
             )
             updated = decision.run
             try:
@@ -343,6 +369,52 @@ class TrainingController(Controller):
             job.metadata.namespace,
             labels={TRAINING_JOB_UID_LABEL: job.metadata.uid or ""},
         )
+
+    async def _trainer_logs(
+        self, job: TrainingJob, pods: list[dict[str, Any]], runs: set[int]
+    ) -> tuple[dict[str, str], int]:
+        """The log tails of the active runs' running pods whose read is due, by pod name,
+        and how many of their pods run. Best effort: a read that fails (no `pods/log` in the
+        operator's RBAC, the pod gone, the kubelet unreachable) leaves that pod out, and
+        the trainer's phase stays as the status has it."""
+        interval = self.settings.trainer_log_interval_seconds
+        namespace = job.metadata.namespace or "default"
+        wanted = {str(number) for number in runs}
+        clock = time.monotonic()
+        due: list[str] = []
+        running = 0
+        for pod in pods:
+            metadata = pod["metadata"]
+            if (metadata.get("labels") or {}).get(RUN_LABEL) not in wanted:
+                continue
+            name = metadata["name"]
+            observation = observe_pod(pod)
+            if observation.phase != "Running" or observation.deleted:
+                self._log_read.pop((namespace, name), None)
+                continue
+            running += 1
+            last = self._log_read.get((namespace, name))
+            if trainer_progress.log_due(True, last, clock, interval):
+                due.append(name)
+        for name in due:
+            self._log_read[(namespace, name)] = clock
+        tails = await gather_limited(
+            LOG_READS_IN_FLIGHT, *(self._log_tail(namespace, name) for name in due)
+        )
+        logs = {name: tail for name, tail in zip(due, tails, strict=True) if tail is not None}
+        return logs, running
+
+    async def _log_tail(self, namespace: str, pod: str) -> str | None:
+        try:
+            return await self.client.logs(
+                namespace,
+                pod,
+                container=TRAINER_CONTAINER,
+                tail_lines=trainer_progress.LOG_TAIL_LINES,
+            )
+        except Exception as e:  # never fails the pass: the phase is a nicety
+            logger.debug("cannot read the log of pod %s/%s: %s", namespace, pod, e)
+            return None
 
     async def _delete_run_pods(self, pods: list[dict[str, Any]], run: int) -> None:
         for pod in pods:

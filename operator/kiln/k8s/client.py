@@ -163,7 +163,23 @@ class KubeClient:
         body: Any = None,
         content_type: str = JSON,
     ) -> dict[str, Any]:
-        headers = {"Accept": JSON, **self.credentials.headers}
+        text = await self.request_text(
+            method, path, params=params, body=body, content_type=content_type
+        )
+        return json.loads(text) if text else {}
+
+    async def request_text(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str = JSON,
+        accept: str = JSON,
+    ) -> str:
+        """The answer's body as text; an answer of 400 or more is an `ApiError`."""
+        headers = {"Accept": accept, **self.credentials.headers}
         authorization = self.credentials.authorization()
         if authorization:
             headers["Authorization"] = authorization
@@ -185,7 +201,7 @@ class KubeClient:
                 except ValueError:
                     pass
                 raise ApiError(response.status, str(reason), str(message), f"{method} {path}")
-            return json.loads(text) if text else {}
+            return text
 
     # --- verbs ---------------------------------------------------------------------------
 
@@ -213,6 +229,24 @@ class KubeClient:
                 for k, v in (labels or {}).items()
             )
         ]
+
+    async def logs(
+        self,
+        namespace: str | None,
+        pod: str,
+        *,
+        container: str | None = None,
+        tail_lines: int | None = None,
+    ) -> str:
+        """The tail of a pod's container log (`pods/log`), as text."""
+        params: dict[str, str] = {}
+        if container:
+            params["container"] = container
+        if tail_lines is not None:
+            params["tailLines"] = str(tail_lines)
+        return await self.request_text(
+            "GET", PODS.path(namespace, pod, "log"), params=params, accept="text/plain"
+        )
 
     async def create(
         self, resource: Resource, namespace: str | None, body: dict[str, Any]

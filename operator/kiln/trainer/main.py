@@ -21,7 +21,7 @@ from kiln.store import ObjectStore
 from kiln.trainer.errors import Reason, TrainingError
 from kiln.trainer.logs import EventLog
 from kiln.trainer.report import bounded, failure_report
-from kiln.trainer.run import train
+from kiln.trainer.run import PhaseTimer, train
 from kiln.trainer.trial import run_trial
 
 SPEC_ENV = "KILN_TRAIN_SPEC"
@@ -47,11 +47,17 @@ def run_trainer(env: Mapping[str, str], log: EventLog, store: ObjectStore | None
     """Train and report; returns the process exit code."""
     report: dict[str, Any]
     reason: Reason | None = None
+    # Shared with the run, so that a failure's report still says which phases ran, and how
+    # long (the phase it failed in included).
+    timer = PhaseTimer(log)
     try:
         spec = parse_spec(env)
         log.emit("start", model=spec.model, estimator=spec.estimator, run=spec.run.number)
         objects = store or ObjectStore(env=env)
-        report = run_trial(spec, objects, log) if spec.trial else train(spec, objects, log)
+        if spec.trial:
+            report = run_trial(spec, objects, log, timer)
+        else:
+            report = train(spec, objects, log, timer)
     except TrainingError as exc:
         reason = exc.reason
         report = failure_report(exc.reason, exc.message)
@@ -59,6 +65,8 @@ def run_trainer(env: Mapping[str, str], log: EventLog, store: ObjectStore | None
         reason = Reason.INTERNAL_ERROR
         report = failure_report(reason, f"{type(exc).__name__}: {exc}")
         log.emit("traceback", level="error", traceback=traceback.format_exc())
+    if reason is not None and timer.starts:
+        report.update(timer.report_fields())
     message = bounded(report)
     write_termination_log(env.get(TERMINATION_LOG_ENV, DEFAULT_TERMINATION_LOG), message, log)
     if reason is None:

@@ -13,6 +13,16 @@ from contextlib import contextmanager
 from typing import Any
 
 from kiln.contract.monitoring import BASELINE_FILE
+from kiln.contract.progress import (
+    DURATIONS_KEY,
+    EVALUATE,
+    FIT,
+    LOAD,
+    PHASE_END_EVENT,
+    PHASE_START_EVENT,
+    PHASE_STARTS_KEY,
+    UPLOAD,
+)
 from kiln.contract.train_spec import TrainSpec
 from kiln.store import ObjectStore, StoreError, join_uri
 from kiln.tabular.transforms import EncodedLabelClassifier
@@ -41,24 +51,35 @@ SEARCH_REPORT_FILE = "search.json"
 
 
 class PhaseTimer:
+    """Times the phases (`kiln.contract.progress`): a `phase.start` and `phase.end` record
+    each, and their start times and durations for the report, a failed phase's too."""
+
     def __init__(self, log: EventLog, clock: Callable[[], float] = time.monotonic) -> None:
         self._log = log
         self._clock = clock
         self.durations: dict[str, float] = {}
+        # Unix seconds, the `ts` of the phase's `phase.start` record.
+        self.starts: dict[str, float] = {}
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        self._log.emit("phase.start", phase=name)
+        self.starts[name] = self._log.emit(PHASE_START_EVENT, phase=name)["ts"]
         started = self._clock()
         try:
             yield
         finally:
             self.durations[name] = round(self._clock() - started, 3)
-        self._log.emit("phase.end", phase=name, seconds=self.durations[name])
+        self._log.emit(PHASE_END_EVENT, phase=name, seconds=self.durations[name])
+
+    def report_fields(self) -> dict[str, dict[str, float]]:
+        """`phaseStarts` and `durationSeconds`, for the phases entered so far."""
+        return {PHASE_STARTS_KEY: dict(self.starts), DURATIONS_KEY: dict(self.durations)}
 
 
-def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
-    timer = PhaseTimer(log)
+def train(
+    spec: TrainSpec, store: ObjectStore, log: EventLog, timer: PhaseTimer | None = None
+) -> dict[str, Any]:
+    timer = timer or PhaseTimer(log)
     seed = spec.evaluation.seed
 
     # Checked before any data moves: a typo in params must not cost a dataset download.
@@ -76,11 +97,11 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
         )
     metric_names: list[str] = [*spec.evaluation.metrics] or [*task_metrics]
 
-    with timer.phase("load"):
+    with timer.phase(LOAD):
         data = load_dataset(spec.dataset, store)
     log.emit("dataset.loaded", uri=data.uri, sha256=data.sha256, rows=data.rows)
 
-    with timer.phase("fit"):
+    with timer.phase(FIT):
         plan = plan_preparation(
             data.frame,
             data.features,
@@ -112,7 +133,7 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
     for warning in fit_warnings:
         log.emit("fit.warning", level="warning", message=warning)
 
-    with timer.phase("evaluate"):
+    with timer.phase(EVALUATE):
         predictions = predict(estimator, split, prepared.is_classifier)
         metrics = compute_metrics(metric_names, predictions)
         fairness = None
@@ -150,7 +171,7 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
     if fit_warnings:
         report["warnings"] = fit_warnings
 
-    with timer.phase("upload"):
+    with timer.phase(UPLOAD):
         model_bytes = dump_model(estimator)
         prefix = spec.artifact_prefix()
         try:
@@ -168,7 +189,7 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
             )
             report["baseline"] = {"uri": profile.uri, "sha256": profile.sha256}
             report["reportUri"] = join_uri(prefix, REPORT_FILE)
-            full = {**report, "durationSeconds": dict(timer.durations)}
+            full = {**report, **timer.report_fields()}
             store.put(
                 report["reportUri"],
                 json.dumps(full, indent=2, sort_keys=True).encode(),
@@ -180,7 +201,7 @@ def train(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
             raise TrainingError(Reason.UPLOAD_FAILED, f"cannot upload the model: {exc}") from exc
     log.emit("artifact.uploaded", uri=put.uri, sha256=put.sha256, sizeBytes=put.size)
     log.emit("baseline.uploaded", uri=profile.uri, sha256=profile.sha256)
-    report["durationSeconds"] = dict(timer.durations)
+    report.update(timer.report_fields())
     return report
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
+from kiln.contract.progress import FIT, LOAD, UPLOAD
 from kiln.contract.train_spec import TrainSpec
 from kiln.store import ObjectStore, StoreError
 from kiln.tabular.transforms import EncodedLabelClassifier
@@ -73,10 +74,12 @@ def validation_splits(
     return [Split(x_fit, x_val, y_fit, y_val, None, stratified)]
 
 
-def run_trial(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, Any]:
+def run_trial(
+    spec: TrainSpec, store: ObjectStore, log: EventLog, timer: PhaseTimer | None = None
+) -> dict[str, Any]:
     trial = spec.trial
     assert trial is not None
-    timer = PhaseTimer(log)
+    timer = timer or PhaseTimer(log)
     seed = spec.evaluation.seed
     # Params first, as a training run checks them: a bad value fails before any download.
     prepared = prepare_estimator(spec.estimator, spec.params, seed)
@@ -90,13 +93,13 @@ def run_trial(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, A
         )
     names = list(dict.fromkeys([trial.metric, *spec.evaluation.metrics])) or list(task_metrics)
 
-    with timer.phase("load"):
+    with timer.phase(LOAD):
         data = load_dataset(spec.dataset, store)
     log.emit("dataset.loaded", uri=data.uri, sha256=data.sha256, rows=data.rows)
 
     fold_metrics: list[dict[str, float]] = []
     warnings: list[str] = []
-    with timer.phase("fit"):
+    with timer.phase(FIT):
         plan = plan_preparation(
             data.frame,
             data.features,
@@ -153,14 +156,12 @@ def run_trial(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, A
         report["warnings"] = sorted(set(warnings))
     if not math.isfinite(objective):
         raise TrainingError(Reason.TRAINING_FAILED, f"the objective is {objective}")
-    with timer.phase("upload"):
+    with timer.phase(UPLOAD):
         uri = spec.trial_report_uri(trial.number)
         try:
             store.put(
                 uri,
-                json.dumps(
-                    {**report, "durationSeconds": dict(timer.durations)}, indent=2, sort_keys=True
-                ).encode(),
+                json.dumps({**report, **timer.report_fields()}, indent=2, sort_keys=True).encode(),
                 content_type="application/json",
             )
         except StoreError as exc:
@@ -168,7 +169,7 @@ def run_trial(spec: TrainSpec, store: ObjectStore, log: EventLog) -> dict[str, A
                 Reason.UPLOAD_FAILED, f"cannot upload the trial report: {exc}"
             ) from exc
     report["reportUri"] = uri
-    report["durationSeconds"] = dict(timer.durations)
+    report.update(timer.report_fields())
     log.emit("trial.done", trial=trial.number, objective=objective)
     return report
 

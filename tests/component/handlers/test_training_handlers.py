@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -172,3 +173,163 @@ async def test_a_copy_older_than_our_own_write_is_not_used(client: KubeClient, k
     assert [p["metadata"]["name"] for p in await client.list(PODS, "ml")] == ["iris-1-1"]
     job = await client.get(TRAINING_JOBS, "ml", "iris")
     assert job["status"]["run"] == 1
+
+
+# --- the trainer's phase, from the pod's log ----------------------------------------------
+
+LOG_PATH = "/api/v1/namespaces/ml/pods/iris-1-1/log"
+STATUS_PATH = "/apis/kiln.dev/v1alpha1/namespaces/ml/trainingjobs/iris/status"
+PHASE_TS = 1_780_000_000.25
+
+
+def phase_line(event: str, phase: str, ts: float, **fields: Any) -> str:
+    return json.dumps({"ts": ts, "level": "info", "event": event, "phase": phase, **fields})
+
+
+def log_controller(client: KubeClient, interval: float) -> TrainingController:
+    settings = OperatorSettings(
+        trainer_image="kiln/trainer:test", metrics_port=0, trainer_log_interval_seconds=interval
+    )
+    return TrainingController(client, settings, clock=lambda: NOW)
+
+
+async def start_running(client: KubeClient, c: TrainingController) -> None:
+    await client.create(TRAINING_JOBS, "ml", training_job())
+    await c.reconcile(("ml", "iris"))
+    running = {"name": "trainer", "state": {"running": {"startedAt": "2026-05-01T12:00:00Z"}}}
+    await client.patch(
+        PODS, "ml", "iris-1-1", {"status": {"phase": "Running", "containerStatuses": [running]}}
+    )
+
+
+def log_reads(kmock: Any) -> list[Any]:
+    return [r for r in kmock if r.method.upper() == "GET" and r.url.path == LOG_PATH]
+
+
+async def test_a_running_pods_log_puts_the_trainers_phase_in_status_without_idle_writes(
+    client: KubeClient, kmock: Any
+) -> None:
+    c = log_controller(client, interval=3600)
+    await start_running(client, c)
+    tail = [
+        phase_line("phase.start", "load", PHASE_TS),
+        phase_line("phase.end", "load", PHASE_TS + 2, seconds=2.0),
+        json.dumps({"ts": PHASE_TS + 2, "event": "dataset.loaded", "rows": 150}),
+        phase_line("phase.start", "fit", PHASE_TS + 2.5),
+        '{"ts": 1780000003, "event": "fit.warn',  # the trainer is writing this line
+    ]
+    kmock[f"get {LOG_PATH}"] << "\n".join(tail).encode()
+
+    delay = await c.reconcile(("ml", "iris"))
+    status = (await client.get(TRAINING_JOBS, "ml", "iris"))["status"]
+    (run,) = status["runs"]
+    assert run["phase"] == "Running"
+    assert run["trainer"] == {
+        "pod": "iris-1-1",
+        "phase": "fit",
+        "phaseStartTime": "2026-05-28T20:26:42Z",
+        "phases": [
+            {"phase": "load", "startTime": "2026-05-28T20:26:40Z", "seconds": 2.0},
+            {"phase": "fit", "startTime": "2026-05-28T20:26:42Z"},
+        ],
+        "finished": False,
+    }
+    assert status["trainer"] == run["trainer"]  # the newest run's, for the printer column
+    (read,) = log_reads(kmock)
+    assert dict(read.params) == {"container": "trainer", "tailLines": "100"}
+    # While the pod runs, the next look comes within the interval.
+    assert delay is not None and 3600 <= delay < 3601
+
+    writes = requests_to(kmock, "PATCH", STATUS_PATH)
+    assert writes == 2  # the run started, then its trainer's phase
+    await c.reconcile(("ml", "iris"))  # not due: no read, nothing moved, no write
+    assert len(log_reads(kmock)) == 1
+    assert requests_to(kmock, "PATCH", STATUS_PATH) == writes
+
+
+async def test_a_due_read_that_shows_nothing_new_writes_nothing(
+    client: KubeClient, kmock: Any
+) -> None:
+    c = log_controller(client, interval=0.01)
+    await start_running(client, c)
+    kmock[f"get {LOG_PATH}"] << phase_line("phase.start", "fit", PHASE_TS).encode()
+    await c.reconcile(("ml", "iris"))
+    writes = requests_to(kmock, "PATCH", STATUS_PATH)
+    assert writes == 2
+    await asyncio.sleep(0.02)
+    await c.reconcile(("ml", "iris"))
+    assert len(log_reads(kmock)) == 2
+    assert requests_to(kmock, "PATCH", STATUS_PATH) == writes
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    # The operator's Role lacks pods/log (an older install), the pod is gone from the
+    # kubelet, or the kubelet is away.
+    [(403, "Forbidden"), (404, "NotFound"), (502, "BadGateway")],
+)
+async def test_a_refused_log_read_leaves_the_phase_and_the_pass_alone(
+    client: KubeClient, kmock: Any, code: int, reason: str
+) -> None:
+    c = log_controller(client, interval=3600)
+    await start_running(client, c)
+    await c.reconcile(("ml", "iris"))  # Running recorded
+    job = await client.get(TRAINING_JOBS, "ml", "iris")
+    seen = {"pod": "iris-1-1", "phase": "load", "phaseStartTime": "2026-05-01T12:00:01Z",
+            "phases": [{"phase": "load", "startTime": "2026-05-01T12:00:01Z"}],
+            "finished": False}  # fmt: skip
+    runs = [{**job["status"]["runs"][0], "trainer": seen}]
+    await client.patch(TRAINING_JOBS, "ml", "iris", {"status": {"runs": runs, "trainer": seen}})
+    refusal = {"kind": "Status", "status": "Failure", "reason": reason, "code": code}
+    kmock[f"get {LOG_PATH}"] << code << refusal
+
+    fresh = log_controller(client, interval=3600)  # nothing read yet: the read is due
+    reads = len(log_reads(kmock))
+    delay = await fresh.reconcile_reporting_failures(("ml", "iris"))
+
+    assert len(log_reads(kmock)) == reads + 1
+    job = await client.get(TRAINING_JOBS, "ml", "iris")
+    assert job["status"]["runs"][0]["trainer"] == seen
+    (reconciling,) = [x for x in job["status"]["conditions"] if x["type"] == "Reconciling"]
+    assert reconciling["reason"] == "Running"
+    assert not [x for x in job["status"]["conditions"] if x["type"] == "Stalled"]
+    assert delay is not None and delay >= 3600  # the next read at the interval, not sooner
+
+
+async def test_the_finished_pods_report_gives_the_exact_phase_timeline(
+    client: KubeClient, kmock: Any
+) -> None:
+    c = log_controller(client, interval=0.01)
+    await start_running(client, c)
+    kmock[f"get {LOG_PATH}"] << phase_line("phase.start", "fit", PHASE_TS).encode()
+    await c.reconcile(("ml", "iris"))
+    message = json.loads(report(0.97))
+    message["phaseStarts"] = {"load": PHASE_TS - 3, "fit": PHASE_TS, "evaluate": PHASE_TS + 4,
+                              "upload": PHASE_TS + 5}  # fmt: skip
+    message["durationSeconds"] = {"load": 3.0, "fit": 4.0, "evaluate": 0.5, "upload": 0.7}
+    terminated = {"exitCode": 0, "reason": "Completed", "message": json.dumps(message)}
+    await client.patch(
+        PODS,
+        "ml",
+        "iris-1-1",
+        {
+            "status": {
+                "phase": "Succeeded",
+                "containerStatuses": [{"name": "trainer", "state": {"terminated": terminated}}],
+            }
+        },
+    )
+    reads = len(log_reads(kmock))
+    await asyncio.sleep(0.02)
+    delay = await c.reconcile(("ml", "iris"))
+    assert len(log_reads(kmock)) == reads  # ended: the report, not the log
+    status = (await client.get(TRAINING_JOBS, "ml", "iris"))["status"]
+    trainer = status["runs"][0]["trainer"]
+    assert status["phase"] == "Succeeded" and trainer["finished"] is True
+    assert [(p["phase"], p["seconds"]) for p in trainer["phases"]] == [
+        ("load", 3.0),
+        ("fit", 4.0),
+        ("evaluate", 0.5),
+        ("upload", 0.7),
+    ]
+    assert trainer["phase"] == "upload" and delay is None

@@ -58,6 +58,13 @@ def test_a_k_fold_trial_reports_the_mean_objective_and_writes_no_model(tmp_path:
     assert stored["objective"] == report["objective"]
     assert not list(out.rglob("model.skops"))
     assert '"trial.fold"' in log
+    # A trial's phases: no evaluate (it scores while it fits), each start in its report.
+    from kiln.contract.progress import TRIAL_PHASES, parse_phase_line
+
+    starts = [e for e in map(parse_phase_line, log.splitlines()) if e and e.kind == "start"]
+    assert tuple(e.phase for e in starts) == TRIAL_PHASES
+    assert report["phaseStarts"] == {e.phase: e.ts for e in starts}
+    assert set(report["durationSeconds"]) == set(TRIAL_PHASES)
 
 
 def test_a_holdout_trial_is_reproducible(tmp_path: Path) -> None:

@@ -132,6 +132,12 @@ def test_names_columns_and_subresources() -> None:
     }
     assert columns["ModelVersion"] == ["Model", "Version", "Approval", "Metric", "Source", "Age"]
     assert "Phase" in columns["TrainingJob"] and "Phase" in columns["ModelDeployment"]
+    (trainer,) = [
+        c
+        for c in by_kind["TrainingJob"]["spec"]["versions"][0]["additionalPrinterColumns"]
+        if c["name"] == "Trainer"
+    ]
+    assert trainer["jsonPath"] == ".status.trainer.phase" and trainer["priority"] == 1  # wide
 
 
 def test_status_has_no_defaults() -> None:

@@ -421,3 +421,42 @@ def test_a_failure_no_other_values_avoid_ends_the_search_at_once() -> None:
     decision = decide(run, search, pods)
     assert (decision.run.phase, decision.run.reason) == ("Failed", "InvalidDataset")
     assert [a.name for a in decision.actions if isinstance(a, DeletePod)] == ["iris-1-t1-1"]
+
+
+def test_each_running_trial_shows_its_trainers_phase_and_keeps_it_once_finished() -> None:
+    search = spec()
+    run = decide(run_record(), search).run
+    ts = 1_780_000_000
+    log = json.dumps({"ts": ts, "event": "phase.start", "phase": "fit"})
+    pods = {0: [pod("iris-1-t0-1", 1, "Running")], 1: [pod("iris-1-t1-1", 1, "Running")]}
+    decision = s.decide_search(
+        "iris", run, search, 7, pods, [], POLICY, NOW, logs={"iris-1-t0-1": log}
+    )
+    state = decision.run.search
+    assert state is not None
+    trainers = {t.trial: t.trainer for t in state.active}
+    assert trainers[0] is not None and trainers[0].phase == "fit"
+    assert trainers[1] is None  # its log was not read (or showed no phase yet)
+    report = json.loads(trial_report(0, 0.9))
+    report.update(phaseStarts={"load": ts - 2, "fit": ts, "upload": ts + 4},
+                  durationSeconds={"load": 2.0, "fit": 4.0, "upload": 0.1})  # fmt: skip
+    pods[0] = [pod("iris-1-t0-1", 1, "Succeeded", json.dumps(report))]
+    finished = decide(decision.run, search, pods)
+    assert finished.run.search is not None
+    (best,) = finished.run.search.best
+    assert best.trainer is not None and best.trainer.finished
+    assert [x.phase for x in best.trainer.phases] == ["load", "fit", "upload"]
+
+
+def test_the_final_training_shows_its_trainers_phase_on_the_run() -> None:
+    search = spec(maxTrials=1, parallelism=1)
+    run = decide(run_record(), search).run
+    trial_done = {0: [pod("iris-1-t0-1", 1, "Succeeded", trial_report(0, 0.9))]}
+    training = decide(run, search, trial_done).run
+    assert training.search is not None and training.search.stage == "Training"
+    log = json.dumps({"ts": 1_780_000_000, "event": "phase.start", "phase": "evaluate"})
+    decision = s.decide_search(
+        "iris", training, search, 7, trial_done, [pod("iris-1-1", 1, "Running")], POLICY, NOW,
+        logs={"iris-1-1": log},
+    )  # fmt: skip
+    assert decision.run.trainer is not None and decision.run.trainer.phase == "evaluate"

@@ -428,3 +428,64 @@ def test_a_failing_dataset_uses_exactly_backoff_limit_plus_one_pods() -> None:
     assert sorted(world) == ["iris-1-1", "iris-1-2", "iris-1-3", "iris-1-4"]
     # 10 + 20 + 40 seconds of backoff between the four attempts.
     assert now - T0 >= timedelta(seconds=70)
+
+
+# --- the trainer's phase ----------------------------------------------------------------
+
+PHASE_T0 = 1_780_000_000
+
+
+def phase_line(event: str, phase: str, ts: float) -> str:
+    return json.dumps({"ts": ts, "level": "info", "event": event, "phase": phase})
+
+
+def test_a_running_pods_log_gives_the_run_its_trainers_phase() -> None:
+    run = new_run(attempts=1, pod="iris-1-1", phase="Running", start_time=T0)
+    log = "\n".join([phase_line("phase.start", "load", PHASE_T0), "noise"])
+    running = pod(1, "Running")
+    decision = t.decide_run("iris", run, [running], RetryPolicy(3), T0, logs={"iris-1-1": log})
+    trainer = decision.run.trainer
+    assert trainer is not None and (trainer.pod, trainer.phase) == ("iris-1-1", "load")
+    assert trainer.phase_start_time == datetime.fromtimestamp(PHASE_T0, UTC)
+    # The next pass reads nothing (not due) or the same tail: the same record, no write.
+    assert t.decide_run("iris", decision.run, [running], RetryPolicy(3), T0).run == decision.run
+    again = t.decide_run(
+        "iris", decision.run, [running], RetryPolicy(3), T0, logs={"iris-1-1": log}
+    )
+    assert again.run == decision.run and again.event is None
+
+
+def test_a_finished_run_keeps_its_reports_phase_timeline() -> None:
+    run = new_run(attempts=1, pod="iris-1-1", phase="Running", start_time=T0)
+    report = {
+        **SUCCESS_REPORT,
+        "phaseStarts": {"load": PHASE_T0, "fit": PHASE_T0 + 1, "upload": PHASE_T0 + 3},
+        "durationSeconds": {"load": 1.0, "fit": 2.0, "upload": 0.5},
+    }
+    done = pod(1, "Succeeded", message=json.dumps(report))
+    decision = t.decide_run("iris", run, [done], RetryPolicy(3), T0)
+    assert decision.run.phase == "Succeeded"
+    trainer = decision.run.trainer
+    assert trainer is not None and trainer.finished and trainer.phase == "upload"
+    assert [(x.phase, x.seconds) for x in trainer.phases] == [
+        ("load", 1.0),
+        ("fit", 2.0),
+        ("upload", 0.5),
+    ]
+    # Over: later passes leave the record as it is.
+    assert t.decide_run("iris", decision.run, [done], RetryPolicy(3), T0).run == decision.run
+
+
+def test_a_retry_shows_the_new_attempts_trainer_not_the_failed_ones() -> None:
+    run = new_run(attempts=1, pod="iris-1-1", phase="Running", start_time=T0)
+    failure = json.dumps(
+        {**json.loads(failure_report("DatasetUnavailable", True)),
+         "phaseStarts": {"load": PHASE_T0}, "durationSeconds": {"load": 30.0}}
+    )  # fmt: skip
+    first_failed = pod(1, "Failed", message=failure, exit_code=3)
+    waiting = t.decide_run("iris", run, [first_failed], RetryPolicy(3), T0)
+    assert waiting.run.trainer is not None and waiting.run.trainer.phase == "load"  # why it failed
+    later = T0 + timedelta(minutes=1)
+    retried = t.decide_run("iris", waiting.run, [first_failed], RetryPolicy(3), later)
+    assert [type(a) for a in retried.actions] == [CreatePod]
+    assert retried.run.trainer is None

@@ -61,7 +61,7 @@ def test_secrets_are_never_listed_or_watched_cluster_wide(
 
 def test_nothing_dangerous_is_granted(rendered: dict[str, list[dict[str, Any]]]) -> None:
     forbidden = [
-        ("", "pods/exec"), ("", "pods/attach"), ("", "pods/portforward"), ("", "pods/log"),
+        ("", "pods/exec"), ("", "pods/attach"), ("", "pods/portforward"),
         ("", "namespaces"), ("", "nodes"), ("", "serviceaccounts/token"),
         ("rbac.authorization.k8s.io", "clusterroles"), ("rbac.authorization.k8s.io", "roles"),
         ("rbac.authorization.k8s.io", "rolebindings"),
@@ -127,6 +127,16 @@ def test_rbac_covers_what_the_code_uses(
     for plural in ("trainingjobs", "modelversions", "modeldeployments"):
         assert allows(granted, "kiln.dev", f"{plural}/status", "patch")
     assert allows(granted, "", "events", "create")
+    # The trainer's phase: the tail of a running training pod's log (KubeClient.logs).
+    assert allows(granted, "", "pods/log", "get")
+
+
+def test_pod_logs_are_only_read(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    for path, objects in rendered.items():
+        for rule in rules(objects, "ClusterRole") + rules(objects, "Role"):
+            if "pods/log" in rule["resources"]:
+                assert rule["verbs"] == ["get"], (path, rule)
+                assert rule["resources"] == ["pods/log"], (path, rule)
 
 
 def test_namespaced_overlay_has_no_cluster_permission(

@@ -47,3 +47,11 @@ def test_a_change_handler_brings_the_annotation_storage_back() -> None:
         assert isinstance(storage, kopf.AnnotationsDiffBaseStorage)
     finally:
         registry._changing._handlers[:] = before
+
+
+def test_the_trainer_log_interval_is_a_setting_and_zero_turns_reading_off() -> None:
+    from kiln.settings import OperatorSettings
+
+    assert OperatorSettings.from_env({}).trainer_log_interval_seconds == 5.0
+    env = {"KILN_TRAINER_LOG_INTERVAL_SECONDS": "0"}
+    assert OperatorSettings.from_env(env).trainer_log_interval_seconds == 0.0
