@@ -56,6 +56,7 @@ class ConcurrentTrials:
     def __init__(self, kube: Kube, namespace: str) -> None:
         self.peak = 0
         self.names: set[str] = set()
+        self.live_phases: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, args=(kube, namespace), daemon=True)
 
@@ -65,6 +66,11 @@ class ConcurrentTrials:
             self.names |= {p.metadata.name for p in pods}
             live = [p for p in pods if p.status.phase in ("Pending", "Running")]
             self.peak = max(self.peak, len(live))
+            # The trainer's phase of a running trial, read from its pod's log.
+            for trial in run_search(kube, namespace, "iris").get("active", []):
+                trainer = trial.get("trainer") or {}
+                if trainer.get("phase") and not trainer.get("finished"):
+                    self.live_phases.add(trainer["phase"])
 
     def __enter__(self) -> ConcurrentTrials:
         self._thread.start()
@@ -104,6 +110,8 @@ def test_a_random_search_runs_two_trials_at_a_time_survives_kills_and_registers_
     state = job["status"]["runs"][0]["search"]
     print(f"peak concurrent trial pods {watched.peak}; search status {json.dumps(state)}")
     assert watched.peak <= 2, watched.peak
+    print(f"trainer phases seen on running trials: {sorted(watched.live_phases)}")
+    assert watched.live_phases, "no running trial ever showed its trainer's phase"
     assert watched.peak == 2, "the search never ran two trials at once"
     # Eight trials, each with one pod: none run twice, none lost.
     assert (state["total"], state["started"], state["succeeded"], state["failed"]) == (8, 8, 8, 0)

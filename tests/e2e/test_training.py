@@ -220,6 +220,11 @@ def test_iris_trains_in_a_pod_and_registers_approved_versions_with_lineage(
     assert trained["status"]["modelVersion"] == "iris-v1"
     assert condition(trained, "Ready")["status"] == "True"  # type: ignore[index]
     assert {"RunStarted", "AttemptStarted", "Succeeded"} <= set(events(kube, ns, "iris"))
+    # The trainer's phases, from its report once the pod has ended: in order, timed.
+    timeline = trained["status"]["runs"][0]["trainer"]
+    assert timeline["finished"] is True and timeline["pod"] == "iris-1-1", timeline
+    assert [p["phase"] for p in timeline["phases"]] == ["load", "fit", "evaluate", "upload"]
+    assert all(p["seconds"] >= 0 for p in timeline["phases"]), timeline
 
     # A second run (a person asks for one) gives iris-v2, whose parent is iris-v1.
     custom(kube).patch_namespaced_custom_object(
