@@ -489,6 +489,7 @@ class Cluster:
             + self._mounts_under(self.paths.root)
             + self._processes()
             + [f"socket {path}" for path in _stale_shim_sockets()]
+            + ([f"state directory {self.paths.root}"] if self.paths.root.exists() else [])
         )
         if left:
             raise ClusterError("left behind after down: " + ", ".join(left))

@@ -60,33 +60,57 @@ def setup(node_ips: Sequence[IPv4Address] = ()) -> None:
         _run("iptables", "-I", *_forward_rule())
 
 
-def _cni_chains() -> list[str]:
-    """The nat chains the CNI portmap plugin made (CNI-HOSTPORT-*, CNI-DN-*)."""
-    listing = _run("iptables", "-t", "nat", "-S", check=False).stdout.splitlines()
-    return [line.split()[1] for line in listing if line.startswith("-N CNI-")]
+# The chains the cluster's programs leave in the host's tables: the CNI portmap plugin's
+# (CNI-HOSTPORT-*, CNI-DN-*), and the kubelet's and kube-proxy's (KUBE-FIREWALL,
+# KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT, KUBE-SERVICES…; `kube-proxy --cleanup` removes
+# only its own, the kubelet removes none).
+# The kubelet makes its canaries in the IPv6 tables too.
+_CHAINS = tuple(
+    (tool, table, prefix)
+    for tool in ("iptables", "ip6tables")
+    for table, prefix in (
+        ("nat", "CNI-"),
+        ("nat", "KUBE-"),
+        ("filter", "KUBE-"),
+        ("mangle", "KUBE-"),
+    )
+    if tool == "iptables" or prefix == "KUBE-"
+)
 
 
-def _remove_cni_chains() -> None:
-    chains = _cni_chains()
+def _listing(tool: str, table: str) -> list[str]:
+    try:
+        return _run(tool, "-t", table, "-S", check=False).stdout.splitlines()
+    except FileNotFoundError:  # no ip6tables on this host
+        return []
+
+
+def _chains(tool: str, table: str, prefix: str) -> list[str]:
+    return [line.split()[1] for line in _listing(tool, table) if line.startswith(f"-N {prefix}")]
+
+
+def _remove_chains(tool: str, table: str, prefix: str) -> None:
+    chains = _chains(tool, table, prefix)
     if not chains:
         return
     # Jumps into them from the built-in chains first, then the chains themselves.
-    for line in _run("iptables", "-t", "nat", "-S", check=False).stdout.splitlines():
+    for line in _listing(tool, table):
         words = line.split()
         jumps_in = "-j" in words and words[words.index("-j") + 1] in chains
         if words[:1] == ["-A"] and words[1] not in chains and jumps_in:
-            _run("iptables", "-t", "nat", "-D", *words[1:], check=False)
+            _run(tool, "-t", table, "-D", *words[1:], check=False)
     for chain in chains:
-        _run("iptables", "-t", "nat", "-F", chain, check=False)
+        _run(tool, "-t", table, "-F", chain, check=False)
     for chain in chains:
-        _run("iptables", "-t", "nat", "-X", chain, check=False)
+        _run(tool, "-t", table, "-X", chain, check=False)
 
 
 def teardown() -> None:
     """Remove everything setup() and the nodes' CNI added; safe when nothing is there."""
     while _run("iptables", "-D", *_forward_rule(), check=False).returncode == 0:
         pass
-    _remove_cni_chains()
+    for tool, table, prefix in _CHAINS:
+        _remove_chains(tool, table, prefix)
     _run("ip", "route", "del", str(config.SERVICE_CIDR), check=False)
     _run("ip", "link", "del", config.BRIDGE, check=False)
 
@@ -100,5 +124,6 @@ def leftovers() -> list[str]:
     found += [f"netns {n}" for n in netns if n.startswith("kiln-")]
     if _run("iptables", "-C", *_forward_rule(), check=False).returncode == 0:
         found.append("iptables FORWARD fence")
-    found += [f"iptables nat chain {chain}" for chain in _cni_chains()]
+    for tool, table, prefix in _CHAINS:
+        found += [f"{tool} {table} chain {chain}" for chain in _chains(tool, table, prefix)]
     return found
