@@ -29,8 +29,12 @@ for _ in $(seq 100); do  # the EndpointSlice follows readiness a moment later
 done
 ip=$(kubectl get svc hello -n kiln-demo -o jsonpath='{.spec.clusterIP}')
 say "Calling the Service ClusterIP $ip 20 times (kube-proxy balances new connections)"
-# kube-proxy programs a new Service a moment after its endpoints are ready.
-for _ in $(seq 150); do curl -s --max-time 2 -o /dev/null "http://$ip/" && break; sleep 0.2; done
+# kube-proxy programs a new Service, and each endpoint turning ready, a moment after the
+# EndpointSlice says so (about a second here): wait until both pods have answered once.
+for _ in $(seq 150); do
+  [ "$(for _ in $(seq 8); do curl -s --max-time 2 "http://$ip/"; echo; done | sort -u | grep -c 'hello from')" = 2 ] && break
+  sleep 0.2
+done
 answers=$(for _ in $(seq 20); do curl -s --max-time 5 "http://$ip/"; echo; done | sort | uniq -c)
 echo "$answers"
 [ "$(echo "$answers" | grep -c 'hello from')" = 2 ] || fail "20 calls did not reach both hello pods"
