@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import datetime
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from kiln.api.common import (
     ObjectMeta,
     ResourceRequirements,
 )
+from kiln.api.estimator_params import ESTIMATOR_PARAMS
 from kiln.api.fields import (
     ColumnName,
     ContainerImage,
@@ -415,8 +417,9 @@ class TrainingJobSpec(KilnModel):
     )
     params: dict[str, Any] = Field(
         default_factory=dict,
-        description="Estimator parameters, passed as keyword arguments (validated by the "
-        "trainer before fitting).",
+        description="Estimator parameters, passed as keyword arguments: each name one of the "
+        "estimator's (checked by the operator, InvalidSpec), each value validated by the "
+        "trainer before fitting.",
     )
     dataset: DatasetSpec = Field(description="The training data.")
     preprocessing: PreprocessingSpec | None = Field(
@@ -492,7 +495,29 @@ class TrainingJobSpec(KilnModel):
                         f"spec.search.parameters[name={parameter.name}] is also set in "
                         "spec.params: a searched parameter takes its values from the search"
                     )
+        self._known_param_names()
         return self
+
+    def _known_param_names(self) -> None:
+        """Refuse a name every trial pod would refuse (InvalidParams), before any pod runs."""
+        known = ESTIMATOR_PARAMS.get(self.estimator or "")
+        if known is None:  # a custom command, or not allow-listed: the trainer says why
+            return
+        named = [(f"spec.params.{name}", name) for name in self.params]
+        if self.search is not None:
+            named += [
+                (f"spec.search.parameters[name={p.name}]", p.name) for p in self.search.parameters
+            ]
+        for field, name in named:
+            if name not in known:
+                raise ValueError(_unknown_param(field, name, str(self.estimator), known))
+
+
+def _unknown_param(field: str, name: str, estimator: str, known: frozenset[str]) -> str:
+    class_name = estimator.rpartition(".")[2]
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else f"its parameters: {', '.join(sorted(known))}"
+    return f"{field}: {class_name} has no parameter {name} ({hint})"
 
 
 class RunRecord(KilnModel):

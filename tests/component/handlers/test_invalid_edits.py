@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from tests.support.builders import ModelDeploymentBuilder, ModelVersionBuilder, TrainingJobBuilder
 from tests.support.kmock_api import kube_client
-from tests.support.matchers import has_condition
+from tests.support.matchers import events_matching, has_condition, posted_events
 
 from kiln.handlers.deployment import DeploymentController
 from kiln.handlers.training import TrainingController
@@ -125,3 +125,52 @@ async def test_a_replace_for_a_spec_that_cannot_run_keeps_the_running_run(
     )
     assert [(r["run"], r["phase"]) for r in found["status"]["runs"]] == [(1, "Running")]
     assert [p["metadata"]["name"] for p in await client.list(PODS, NS)] == ["iris-1-1"]
+
+
+@pytest.mark.parametrize(
+    ("search_name", "params", "field", "misspelt"),
+    [
+        ("max_dept", {}, "spec.search.parameters[name=max_dept]", "max_dept"),
+        ("max_depth", {"n_estimator": 10}, "spec.params.n_estimator", "n_estimator"),
+    ],
+)
+async def test_a_parameter_the_estimator_does_not_have_stalls_the_job_before_any_pod(
+    client: KubeClient,
+    kmock: Any,
+    search_name: str,
+    params: dict[str, Any],
+    field: str,
+    misspelt: str,
+) -> None:
+    """The operator's image has no scikit-learn: the models read the names from the
+    generated table (kiln.api.estimator_params), so the typo never reaches a trial pod."""
+    settings = OperatorSettings(trainer_image="kiln/trainer:test", metrics_port=0)
+    c = TrainingController(client, settings, clock=lambda: NOW)
+    search = {
+        "strategy": "grid",
+        "objective": {"metric": "accuracy"},
+        "parameters": [{"name": search_name, "values": [3, 5]}],
+    }
+    job = (
+        TrainingJobBuilder("forest")
+        .estimator("sklearn.ensemble.RandomForestClassifier")
+        .params(**params)
+        .spec(search=search)
+        .output("s3://m")
+    )
+    await client.create(TRAINING_JOBS, NS, job.obj())
+    await c.reconcile_reporting_failures((NS, "forest"))
+    await c.events.drain()
+
+    found = await client.get(TRAINING_JOBS, NS, "forest")
+    says = [field, f"RandomForestClassifier has no parameter {misspelt}", "did you mean"]
+    assert has_condition(found["status"], "Stalled", reason="InvalidSpec", message_has=says)
+    assert found["status"].get("runs", []) == []
+    assert await client.list(PODS, NS) == []
+    assert events_matching(
+        posted_events(kmock),
+        about="forest",
+        reason="InvalidSpec",
+        type_="Warning",
+        message_has=says,
+    )

@@ -19,7 +19,7 @@ TJ: dict[str, Any] = (
     TrainingJobBuilder("iris")
     .uid("u-1")
     .generation(2)
-    .params(max_iter=200, nested={"a": [1, 2]})
+    .params(max_iter=200, class_weight={"setosa": 2, "virginica": [1]})
     .dataset("s3://d/iris.csv", sensitiveColumn="site")
     .backoff_limit(1)
     .spec(activeDeadlineSeconds=60)
@@ -51,7 +51,7 @@ def test_trainingjob_reads_camel_case_into_snake_case() -> None:
     assert job.spec.dataset.sensitive_column == "site"
     assert job.spec.output.credentials_secret_ref is not None
     assert job.spec.output.credentials_secret_ref.access_key_id_key == "AWS_ACCESS_KEY_ID"
-    assert job.spec.params == {"max_iter": 200, "nested": {"a": [1, 2]}}
+    assert job.spec.params == {"max_iter": 200, "class_weight": {"setosa": 2, "virginica": [1]}}
     assert job.spec.triggers is not None
     assert job.spec.triggers.concurrency_policy == "Forbid"
     assert job.spec.triggers.dataset_change is not None

@@ -46,9 +46,9 @@ def test_a_grid_whose_size_equals_max_trials_is_admitted_and_one_more_is_not() -
     # `values` (its items have no CEL type), so the size is the model's to check: the run
     # stalls with InvalidSpec before any pod.
     parameters = (
-        values("a", 3),
-        int_range("b", 1, 4),
-        {"name": "c", "range": {"min": 0.1, "max": 1, "gridPoints": 2, "scale": "log"}},
+        values("solver", 3),
+        int_range("max_iter", 1, 4),
+        {"name": "tol", "range": {"min": 0.1, "max": 1, "gridPoints": 2, "scale": "log"}},
     )
     exact = job(grid(*parameters, maxTrials=24))
     assert validate(exact, CRD) == []
@@ -62,7 +62,7 @@ def test_a_grid_whose_size_equals_max_trials_is_admitted_and_one_more_is_not() -
 
 
 def test_a_large_grid_needs_max_trials() -> None:
-    parameters = [int_range("a", 1, 100), int_range("b", 1, 100)]
+    parameters = [int_range("max_iter", 1, 100), int_range("verbose", 1, 100)]
     with pytest.raises(ValidationError, match="maxTrials is required for a grid of more than 1000"):
         TrainingJob.model_validate(job(grid(*parameters)))
     TrainingJob.model_validate(job(grid(*parameters, maxTrials=50)))
@@ -137,6 +137,58 @@ def test_a_searched_parameter_also_in_params_is_refused_by_the_model() -> None:
         TrainingJob.model_validate(document)
 
 
+FOREST = "sklearn.ensemble.RandomForestClassifier"
+
+
+def forest(search: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
+    document = TrainingJobBuilder("iris").estimator(FOREST).params(**params)
+    return (document.spec(search=search) if search else document).obj()
+
+
+def test_a_searched_name_the_estimator_does_not_have_is_refused_naming_it_and_the_closest() -> None:
+    document = forest(grid(values("max_dept", 2)))
+    with pytest.raises(ValidationError) as info:
+        TrainingJob.model_validate(document)
+    assert (
+        "spec.search.parameters[name=max_dept]: RandomForestClassifier has no parameter "
+        "max_dept (did you mean max_depth?)"
+    ) in str(info.value)
+    # The CRD cannot know the estimator's parameters: the operator stalls it (InvalidSpec).
+    assert validate(document, CRD) == []
+    TrainingJob.model_validate(forest(grid(values("max_depth", 2))))
+
+
+def test_a_params_key_the_estimator_does_not_have_is_refused_naming_it() -> None:
+    with pytest.raises(
+        ValidationError, match=r"spec.params.n_estimator: .* \(did you mean n_estim"
+    ):
+        TrainingJob.model_validate(forest(n_estimator=10))
+    with pytest.raises(ValidationError, match=r"spec.params.zzzz: .*\(its parameters: .*max_depth"):
+        TrainingJob.model_validate(forest(zzzz=1))
+    TrainingJob.model_validate(forest(n_estimators=10, max_depth=3))
+
+
+@pytest.mark.parametrize(
+    ("estimator", "name"),
+    [("xgboost.XGBClassifier", "max_depht"), ("lightgbm.LGBMRegressor", "num_leafs")],
+)
+def test_boosting_estimators_are_checked_too(estimator: str, name: str) -> None:
+    document = TrainingJobBuilder("iris").estimator(estimator).params(**{name: 3}).obj()
+    with pytest.raises(ValidationError, match=f"spec.params.{name}: .* has no parameter"):
+        TrainingJob.model_validate(document)
+    lightgbm_extra = TrainingJobBuilder("iris").estimator("lightgbm.LGBMRegressor")
+    TrainingJob.model_validate(lightgbm_extra.params(deterministic=True).obj())
+
+
+def test_an_estimator_outside_the_table_or_a_command_is_left_to_the_trainer() -> None:
+    # Not allow-listed: the trainer fails it with InvalidEstimator, which says more.
+    TrainingJob.model_validate(
+        TrainingJobBuilder("iris").estimator("mylib.Model").params(anything=1).obj()
+    )
+    custom = TrainingJobBuilder("iris").spec(estimator=None, command=["python", "t.py"])
+    TrainingJob.model_validate(custom.params(anything=1).obj())
+
+
 def test_duplicate_values_and_names_are_refused_by_the_model() -> None:
     base = {"maxTrials": 2, "objective": {"metric": "accuracy"}}
     with pytest.raises(ValidationError, match="duplicates"):
@@ -157,7 +209,7 @@ def test_validation_defaults_to_a_fifth_of_the_training_split() -> None:
 @pytest.mark.parametrize(("low", "high"), list(itertools.product([-3.0, 0.5, 2.0], repeat=2)))
 def test_range_rules_match_between_cel_and_model(low: float, high: float) -> None:
     for scale in ("linear", "log"):
-        parameter = {"name": "a", "range": {"min": low, "max": high, "scale": scale}}
+        parameter = {"name": "C", "range": {"min": low, "max": high, "scale": scale}}
         document = job({"maxTrials": 2, "objective": {"metric": "accuracy"},
                         "parameters": [parameter]})  # fmt: skip
         admitted = validate(document, CRD) == []
