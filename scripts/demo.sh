@@ -161,6 +161,14 @@ done
 [ "$(kubectl -n kiln-demo get md iris -o jsonpath='{.status.conditions[?(@.type=="QualityDegraded")].status}')" = False ] \
   || fail "live accuracy of iris-v2 on its own training rows is degraded"
 
+say "Experiments: a random search, 8 trial pods 2 at a time (examples/iris/search.yaml)"
+kubectl apply -f examples/iris/search.yaml
+kubectl -n kiln-demo wait --for=jsonpath='{.status.phase}'=Succeeded tj/iris-search --timeout=300s \
+  || fail "the search did not succeed"
+kubectl -n kiln-demo get tj iris-search -o wide
+.venv/bin/kiln trials iris-search -n kiln-demo
+.venv/bin/kiln compare iris-v2 iris-tuned-v1 -n kiln-demo
+
 say "Every shipped Grafana panel's query against this Prometheus (series counts)"
 sleep 10  # one more scrape of the operator after the rollout
 .venv/bin/python -m kilndev.dashboards "$KILN_PROMETHEUS_URL" --namespace kiln-demo \
@@ -174,6 +182,7 @@ The cluster stays up. Try:
   kubectl kiln canary iris -n kiln-demo   # the rollout, with every analysis result
   kubectl kiln monitor iris -n kiln-demo  # drift per feature, live accuracy, capture
   kubectl kiln baseline iris-v2 -n kiln-demo  # the training profile drift is measured against
+  kubectl kiln runs iris -n kiln-demo     # each run and its trainer's phases
   kiln dev status        # health of every component
   kiln approve iris-v1 -n kiln-demo --reason "reviewed"   # or: kubectl kiln reject …
   kubectl -n kiln-system logs deploy/kiln-operator        # the operator's log
