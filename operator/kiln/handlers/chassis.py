@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Self
 
 import aiohttp
 import kopf
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kiln.api.common import Condition, KilnModel
 from kiln.api.wire import GROUP
@@ -222,14 +222,15 @@ class Controller:
         return raw
 
     def status_patch(self, status: Any, resource_version: str | None) -> dict[str, Any]:
-        """The whole status as a merge patch: fields that became empty are removed (null).
+        """The whole status as a merge patch: fields that became empty are removed (null),
+        inside nested objects too (a merge patch keeps a nested field it does not name, so
+        a value that went away, such as a search's ETA, would otherwise stay on the object).
 
         With `resource_version`, the apiserver applies it only to that version of the
         object (409 otherwise).
         """
         wire = status.to_wire()
-        for name, info in self.status_type.model_fields.items():
-            wire.setdefault(info.alias or name, None)
+        explicit_nulls(status, wire)
         patch: dict[str, Any] = {"status": wire}
         if resource_version:
             patch["metadata"] = {"resourceVersion": resource_version}
@@ -316,3 +317,15 @@ class Controller:
             return
         if self._failure_events.allow((key, failure.reason, failure.message), time.monotonic()):
             self.post_event(raw, failure.reason, failure.message, warning=True)
+
+
+def explicit_nulls(model: BaseModel, wire: dict[str, Any]) -> None:
+    """Name every field of `model` (and of its nested models) that `wire` leaves out, as
+    null. Lists are replaced whole by a merge patch and need nothing."""
+    for field_name, info in type(model).model_fields.items():
+        key = info.alias or field_name
+        value = getattr(model, field_name)
+        if key not in wire:
+            wire[key] = None
+        elif isinstance(value, BaseModel) and isinstance(wire[key], dict):
+            explicit_nulls(value, wire[key])

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import kopf
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from kiln.api.model_deployment import ModelDeployment, ModelDeploymentStatus
 from kiln.api.model_version import ModelVersion
@@ -99,16 +99,6 @@ class DeploymentController(Controller):
         if not failure.permanent:
             return updated
         return updated.model_copy(update={"reason": failure.reason, "message": failure.message})
-
-    def status_patch(self, status: Any, resource_version: str | None) -> dict[str, Any]:
-        """The chassis' patch, with explicit nulls inside `status.monitoring`: a merge patch
-        keeps a nested field it does not name, so a live value that went away (or a check
-        switched off) would otherwise stay on the object."""
-        patch = super().status_patch(status, resource_version)
-        wire = patch["status"].get("monitoring")
-        if status.monitoring is not None and isinstance(wire, dict):
-            _explicit_nulls(status.monitoring, wire)
-        return patch
 
     # -- watch plumbing ------------------------------------------------------------------
     def enqueue(self, key: Key, body: Mapping[str, Any], *, deleted: bool = False) -> None:
@@ -354,16 +344,6 @@ class _Monitored:
             self.evaluation.live,
             self.version.spec.metrics,
         )
-
-
-def _explicit_nulls(model: BaseModel, wire: dict[str, Any]) -> None:
-    for field_name, info in type(model).model_fields.items():
-        key = info.alias or field_name
-        value = getattr(model, field_name)
-        if key not in wire:
-            wire[key] = None
-        elif isinstance(value, BaseModel) and isinstance(wire[key], dict):
-            _explicit_nulls(value, wire[key])
 
 
 def versions_by_name(versions: list[ModelVersion]) -> dict[str, ModelVersion]:
