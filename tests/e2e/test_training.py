@@ -46,7 +46,13 @@ def operator(
     kube: Kube, crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = {**os.environ, "KILN_S3_ENDPOINT": kube.s3_endpoint}
+    # The trainer's live phase is read from its pod's log every second (5 s by default), so
+    # a run of a few seconds shows it.
+    env = {
+        **os.environ,
+        "KILN_S3_ENDPOINT": kube.s3_endpoint,
+        "KILN_TRAINER_LOG_INTERVAL_SECONDS": "1",
+    }
     process = OperatorProcess(kube.kubeconfig, log, env).start()
     yield process
     process.stop()
@@ -245,6 +251,32 @@ def test_iris_trains_in_a_pod_and_registers_approved_versions_with_lineage(
     assert check["baselineVersion"] == "iris-v1"
     assert sorted(v["metadata"]["name"] for v in versions(kube, ns)) == ["iris-v1", "iris-v2"]
     assert "kiln_training_runs_total" in operator.metrics()
+
+
+def test_a_running_trainer_shows_its_phase_in_status(
+    kube: Kube, ns: str, datasets: dict[str, str]
+) -> None:
+    """While the pod runs, the TrainingJob's status names the trainer's phase, read from the
+    pod's log (a 3,000-tree forest: a fit of a few seconds)."""
+    create(
+        kube,
+        ns,
+        training_job("iris", datasets["iris.csv"], params={"n_estimators": 3000, "n_jobs": 1}),
+    )
+    seen: list[tuple[str, str]] = []
+
+    def finished() -> bool:
+        status = (get(kube, ns, "trainingjobs", "iris") or {}).get("status") or {}
+        trainer = status.get("trainer") or {}
+        if trainer.get("phase") and not trainer.get("finished"):
+            entry = (trainer["phase"], trainer["phaseStartTime"])
+            if entry not in seen:
+                seen.append(entry)
+        return status.get("phase") == "Succeeded"
+
+    wait_for(finished, 180, "the run Succeeded", interval=0.2)
+    print("live trainer phases:", seen)
+    assert "fit" in [phase for phase, _ in seen], seen
 
 
 # --- failures ------------------------------------------------------------------------------

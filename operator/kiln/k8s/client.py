@@ -245,7 +245,11 @@ class KubeClient:
         if tail_lines is not None:
             params["tailLines"] = str(tail_lines)
         return await self.request_text(
-            "GET", PODS.path(namespace, pod, "log"), params=params, accept="text/plain"
+            # The apiserver refuses `Accept: text/plain` for a log (406); kubectl sends */*.
+            "GET",
+            PODS.path(namespace, pod, "log"),
+            params=params,
+            accept="*/*",
         )
 
     async def create(
