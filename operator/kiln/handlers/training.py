@@ -172,7 +172,6 @@ class TrainingController(Controller):
         new_metrics: dict[str, float] | None = None
 
         async def advance(run: RunRecord) -> None:
-            nonlocal new_metrics
             of_run = [
                 p
                 for p in pods
@@ -185,24 +184,33 @@ class TrainingController(Controller):
             decision = decide_run(
                 job.metadata.name or "", run, observations, policy, now, logs=logs
             )
-            updated = decision.run
+            happened = [decision.event] if decision.event is not None else []
+            await carry_out(decision.run, decision.actions, decision.requeue_after, happened)
+
+        async def carry_out(
+            run: RunRecord,
+            actions: Any,
+            requeue_after: timedelta | None,
+            happened: list[tuple[str, str]],
+        ) -> None:
+            """Apply a run's (or search's) decision and record what it did in this pass."""
+            nonlocal new_metrics
+            updated = run
             try:
-                for action in decision.actions:
+                for action in actions:
                     updated, produced = await self._apply(job, updated, action, now)
                     if produced is not None:
                         new_metrics = produced
             except PodBuildError as e:
                 raise Stalled(INVALID_SPEC, str(e), resync=None) from e
             runs[run.run] = updated
-            delays.append(decision.requeue_after)
-            if decision.event is not None:
-                events.append(tj.run_event(updated, *decision.event))
+            delays.append(requeue_after)
+            events.extend(tj.run_event(updated, *event) for event in happened)
             if updated.phase not in ACTIVE_PHASES:
                 self._count_finished(updated)
 
         async def advance_search(run: RunRecord, of_run: list[dict[str, Any]]) -> None:
             """A run with spec.search: trial pods, then the best trained (`core.search`)."""
-            nonlocal new_metrics
             search = job.spec.search
             assert search is not None
             trial_pods: dict[int, list[PodObservation]] = {}
@@ -225,19 +233,8 @@ class TrainingController(Controller):
                 now,
                 logs=logs,
             )
-            updated = decision.run
-            try:
-                for action in decision.actions:
-                    updated, produced = await self._apply(job, updated, action, now)
-                    if produced is not None:
-                        new_metrics = produced
-            except PodBuildError as e:
-                raise Stalled(INVALID_SPEC, str(e), resync=None) from e
-            runs[run.run] = updated
-            delays.append(decision.requeue_after)
-            events.extend(tj.run_event(updated, *event) for event in decision.events)
-            if updated.phase not in ACTIVE_PHASES:
-                self._count_finished(updated)
+            await carry_out(decision.run, decision.actions, decision.requeue_after,
+                            list(decision.events))  # fmt: skip
 
         # The runs in flight first: a trigger is judged against them as they are now, not
         # as the last status write left them (a run whose pod succeeded and whose version
