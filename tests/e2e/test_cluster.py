@@ -505,10 +505,12 @@ def test_pod_writes_and_reads_s3(kube: Kube, namespace: str) -> None:
 def test_kubectl_logs_shows_pod_output(kube: Kube, namespace: str) -> None:
     script = textwrap.dedent(
         """
-        import sys
+        import sys, time
         for i in range(3):
-            print(f"line {i}")
-        print("to stderr", file=sys.stderr)
+            print(f"line {i}", flush=True)
+        # Two pipes, read apart: without the pause the stderr line may be logged first.
+        time.sleep(0.5)
+        print("to stderr", file=sys.stderr, flush=True)
         """
     )
     kube.core.create_namespaced_pod(
