@@ -267,8 +267,8 @@ async def end_to_end(client: KubeClient, namespace: str, runs: int, dataset: str
     print(f"  trainer's own phases (s): {inside}; the rest of Running is start-up and imports")
 
 
-async def main_async(args: argparse.Namespace, env: dict[str, str]) -> None:
-    client = KubeClient.from_config(env["KUBECONFIG"])
+async def bench_namespace(client: KubeClient, env: dict[str, str]) -> str:
+    """A fresh namespace with its default ServiceAccount and the S3 credentials Secret."""
     namespace = f"bench-{secrets.token_hex(3)}"
     await client.create(NAMESPACES, None, {"metadata": {"name": namespace}})
     # Pods need the namespace's default ServiceAccount, which a controller creates.
@@ -285,6 +285,12 @@ async def main_async(args: argparse.Namespace, env: dict[str, str]) -> None:
             },
         },
     )
+    return namespace
+
+
+async def main_async(args: argparse.Namespace, env: dict[str, str]) -> None:
+    client = KubeClient.from_config(env["KUBECONFIG"])
+    namespace = await bench_namespace(client, env)
     dataset = f"s3://{BUCKET}/bench/iris.csv"
     operator = start_operator(env, namespace)
     try:

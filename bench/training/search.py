@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import itertools
 import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench  # the training benchmark's cluster helpers
 
-from kiln.k8s.client import TRAINING_JOBS, KubeClient, Resource
+from kiln.k8s.client import TRAINING_JOBS, KubeClient
 
 
 def search_job(name: str, dataset: str, trials: int, parallelism: int) -> dict[str, Any]:
@@ -101,21 +100,7 @@ async def one_search(
 
 async def main_async(args: argparse.Namespace, env: dict[str, str]) -> None:
     client = KubeClient.from_config(env["KUBECONFIG"])
-    namespace = f"bench-{secrets.token_hex(3)}"
-    await client.create(bench.NAMESPACES, None, {"metadata": {"name": namespace}})
-    while not await client.list(Resource("", "v1", "serviceaccounts"), namespace):  # noqa: ASYNC110
-        await asyncio.sleep(0.1)
-    await client.create(
-        Resource("", "v1", "secrets"),
-        namespace,
-        {
-            "metadata": {"name": "s3-credentials"},
-            "stringData": {
-                "AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
-                "AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
-            },
-        },
-    )
+    namespace = await bench.bench_namespace(client, env)
     dataset = f"s3://{bench.BUCKET}/bench/iris.csv"
     operator = bench.start_operator(env, namespace)
     try:
