@@ -102,17 +102,7 @@ def train(
     log.emit("dataset.loaded", uri=data.uri, sha256=data.sha256, rows=data.rows)
 
     with timer.phase(FIT):
-        plan = plan_preparation(
-            data.frame,
-            data.features,
-            spec.estimator,
-            spec.preprocessing,
-            # The target, and the sensitive column unless it is also a feature.
-            protected=[
-                c for c in (data.target, data.sensitive_column) if c and c not in data.features
-            ],
-        )
-        check_missing_values_accepted(plan, spec.preprocessing, prepared.estimator)
+        plan = checked_plan(data, spec, prepared.estimator)
         for warning in plan.warnings:
             log.emit("preparation.warning", level="warning", message=warning)
         prepared_data, duplicates = prepared_table(data, plan, spec)
@@ -221,6 +211,21 @@ def upload_search_report(spec: TrainSpec, store: ObjectStore, prefix: str) -> st
         content_type="application/json",
     )
     return put.uri
+
+
+def checked_plan(data: LoadedDataset, spec: TrainSpec, estimator: Any) -> PreparationPlan:
+    """The preparation of this table for this estimator (a final training's or a trial's),
+    refused before any fit when it keeps gaps the estimator cannot take."""
+    plan = plan_preparation(
+        data.frame,
+        data.features,
+        spec.estimator,
+        spec.preprocessing,
+        # The target, and the sensitive column unless it is also a feature.
+        protected=[c for c in (data.target, data.sensitive_column) if c and c not in data.features],
+    )
+    check_missing_values_accepted(plan, spec.preprocessing, estimator)
+    return plan
 
 
 def prepared_table(

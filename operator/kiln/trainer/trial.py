@@ -32,8 +32,8 @@ from kiln.trainer.estimators import prepare_estimator
 from kiln.trainer.fitting import Split, fit, predict, split_dataset
 from kiln.trainer.logs import EventLog
 from kiln.trainer.metrics import DIGITS, compute_metrics, metrics_for_task
-from kiln.trainer.preprocessing import build_pipeline, plan_preparation, with_categories
-from kiln.trainer.run import PhaseTimer, prepared_table
+from kiln.trainer.preprocessing import build_pipeline, with_categories
+from kiln.trainer.run import PhaseTimer, checked_plan, prepared_table
 
 
 def validation_splits(
@@ -100,15 +100,7 @@ def run_trial(
     fold_metrics: list[dict[str, float]] = []
     warnings: list[str] = []
     with timer.phase(FIT):
-        plan = plan_preparation(
-            data.frame,
-            data.features,
-            spec.estimator,
-            spec.preprocessing,
-            protected=[
-                c for c in (data.target, data.sensitive_column) if c and c not in data.features
-            ],
-        )
+        plan = checked_plan(data, spec, prepared.estimator)
         table, _ = prepared_table(data, plan, spec)
         split = split_dataset(table, spec.evaluation.test_size, seed, prepared.is_classifier)
         folds = validation_splits(
